@@ -1,0 +1,1 @@
+//! wasmtime hosts for the filter and the token API.

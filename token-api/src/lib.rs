@@ -1,0 +1,1 @@
+//! Token API Spin component (SPEC §6).
