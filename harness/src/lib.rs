@@ -1,1 +1,7 @@
-//! wasmtime hosts for the filter and the token API.
+//! Local hosts for the two `.wasm` artifacts, demo MCP backends and the CLI.
+//!
+//! - [`proxy_wasm`]: a proxy-wasm ABI host that plays Envoy for `filter.wasm`.
+//! - [`spin`]: a Spin-compatible host that serves `token-api.wasm` over HTTP.
+
+pub mod proxy_wasm;
+pub mod spin;

@@ -1,0 +1,1 @@
+//! proxy-wasm ABI host that plays Envoy for `filter.wasm`.

@@ -1,0 +1,1 @@
+//! Spin-compatible wasmtime host for `token-api.wasm`.
