@@ -3,5 +3,7 @@
 //! - [`proxy_wasm`]: a proxy-wasm ABI host that plays Envoy for `filter.wasm`.
 //! - [`spin`]: a Spin-compatible host that serves `token-api.wasm` over HTTP.
 
+pub mod backends;
+pub mod cli;
 pub mod proxy_wasm;
 pub mod spin;

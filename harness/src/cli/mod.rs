@@ -1,0 +1,211 @@
+//! The `mcpgw` command line: argument definitions and dispatch.
+
+mod api;
+mod check;
+mod table;
+mod tokens;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// MCP token gateway: local stack, token management, endpoint checks.
+#[derive(Debug, Parser)]
+#[command(name = "mcpgw", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Print JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve token-api.wasm over HTTP on a Spin-compatible host.
+    ServeTokenApi(ServeArgs),
+    /// Manage tokens through the token API.
+    Token {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        verb: TokenVerb,
+    },
+    /// Show audit events (created, revoked, deleted, denied_create).
+    Audit {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        args: AuditArgs,
+    },
+    /// Check a Streamable-HTTP MCP endpoint with a token: initialize, tools/list, one call.
+    Check(CheckArgs),
+    /// Serve a demo MCP backend (rmcp, Streamable HTTP at /mcp).
+    DemoBackend(DemoBackendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Directory for durable storage (SQLite), created if missing.
+    #[arg(long, default_value = ".data/token-api")]
+    pub data: PathBuf,
+    /// The component's Spin manifest.
+    #[arg(long, default_value = "token-api/spin.toml")]
+    pub manifest: PathBuf,
+    /// Spin variable, `name=value` (repeatable); SPIN_VARIABLE_<NAME> works too.
+    #[arg(long = "variable", value_name = "NAME=VALUE")]
+    pub variables: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Token API base URL.
+    #[arg(long, env = "MCPGW_API", default_value = "http://127.0.0.1:3000")]
+    pub api: String,
+    /// Admin key or a token with tokens:read / tokens:write.
+    #[arg(long, env = "MCPGW_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenVerb {
+    /// Mint a token; its raw value is printed once.
+    Create(CreateArgs),
+    /// List tokens, newest first.
+    List(ListArgs),
+    /// Show one token (never its secret or hash).
+    Describe { id: String },
+    /// Revoke a token (idempotent); gateways stop accepting it within a poll period.
+    Revoke { id: String },
+    /// Delete a token for good.
+    Delete { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// Defaults to `default`.
+    #[arg(long)]
+    pub project: Option<String>,
+    #[arg(long)]
+    pub name: String,
+    /// Lifetime: `30d`, `12h`, `45m`, `never`, or an RFC 3339 date.
+    #[arg(long, conflicts_with = "expires_at")]
+    pub ttl: Option<String>,
+    /// Absolute expiry (RFC 3339).
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    /// Scope to grant (repeatable), e.g. `mcp:tools/call:list_*`. Default `mcp:*`.
+    #[arg(long, conflicts_with = "rbac")]
+    pub scope: Vec<String>,
+    /// `clone` the caller's scopes, or `empty` (lifecycle traffic only).
+    #[arg(long, value_parser = ["clone", "empty"])]
+    pub rbac: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long)]
+    pub project: Option<String>,
+    #[arg(long)]
+    pub include_revoked: bool,
+    /// One page of at most this many (default: every page).
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long)]
+    pub token_id: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// MCP endpoint, e.g. http://127.0.0.1:10000/mcp
+    pub url: String,
+    /// Bearer token to send.
+    #[arg(long, env = "MCPGW_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Also call this tool.
+    #[arg(long)]
+    pub call: Option<String>,
+    /// JSON object of arguments for --call.
+    #[arg(long, requires = "call")]
+    pub args: Option<String>,
+    /// Per-step timeout.
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoBackendArgs {
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// Serve this one tenant.
+    #[arg(
+        long,
+        conflicts_with = "tenant_header",
+        required_unless_present = "tenant_header"
+    )]
+    pub tenant: Option<String>,
+    /// Serve every tenant, trusting this gateway header (shared backend pattern).
+    #[arg(long)]
+    pub tenant_header: Option<String>,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let json = cli.json;
+    match cli.command {
+        Command::ServeTokenApi(a) => serve_token_api(a).await?,
+        Command::Token { api, verb } => {
+            let client = api::ApiClient::new(&api.api, api.key);
+            match verb {
+                TokenVerb::Create(a) => tokens::create(&client, a, json).await?,
+                TokenVerb::List(a) => tokens::list(&client, a, json).await?,
+                TokenVerb::Describe { id } => tokens::describe(&client, &id, json).await?,
+                TokenVerb::Revoke { id } => tokens::revoke(&client, &id, json).await?,
+                TokenVerb::Delete { id } => tokens::delete(&client, &id, json).await?,
+            }
+        }
+        Command::Audit { api, args } => {
+            tokens::audit(&api::ApiClient::new(&api.api, api.key), args, json).await?
+        }
+        Command::Check(a) => return check::run(a, json).await,
+        Command::DemoBackend(a) => demo_backend(a).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo_backend(a: DemoBackendArgs) -> anyhow::Result<()> {
+    use crate::backends::{Backend, Tenancy};
+    let tenancy = match (a.tenant, a.tenant_header) {
+        (Some(t), _) => Tenancy::Fixed(t),
+        (None, Some(h)) => Tenancy::FromHeader(h),
+        (None, None) => anyhow::bail!("pass --tenant NAME or --tenant-header HEADER"),
+    };
+    let backend = Backend::start(a.listen, tenancy.clone()).await?;
+    eprintln!(
+        "demo MCP backend ({tenancy:?}) on http://{}/mcp",
+        backend.addr
+    );
+    tokio::signal::ctrl_c().await?;
+    backend.stop().await;
+    Ok(())
+}
+
+async fn serve_token_api(_a: ServeArgs) -> anyhow::Result<()> {
+    anyhow::bail!("serve-token-api: the Spin host is not wired yet")
+}

@@ -1,0 +1,219 @@
+//! `mcpgw token …` and `mcpgw audit`: thin verbs over the token API.
+
+use serde_json::{json, Value};
+
+use super::api::ApiClient;
+use super::table::{cell, render};
+use super::{AuditArgs, CreateArgs, ListArgs};
+
+const TOKENS: &str = "/api/v1/mcptokens";
+
+pub async fn create(api: &ApiClient, a: CreateArgs, as_json: bool) -> anyhow::Result<()> {
+    let mut body = json!({ "name": a.name, "tenant": a.tenant });
+    let obj = body.as_object_mut().expect("literal object");
+    if let Some(p) = a.project {
+        obj.insert("project".into(), json!(p));
+    }
+    if let Some(t) = a.ttl {
+        obj.insert("ttl".into(), json!(t));
+    }
+    if let Some(e) = a.expires_at {
+        obj.insert("expires_at".into(), json!(e));
+    }
+    if !a.scope.is_empty() {
+        obj.insert("scopes".into(), json!(a.scope));
+    }
+    if let Some(r) = a.rbac {
+        obj.insert("rbac".into(), json!(r));
+    }
+    let created = api.post(TOKENS, Some(body)).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&created)?);
+        return Ok(());
+    }
+    let token = created.get("token").and_then(Value::as_str).unwrap_or("");
+    println!("{}", describe_text(&created));
+    println!();
+    println!("token: {token}");
+    println!("Store this token now: it is shown only once and cannot be recovered.");
+    Ok(())
+}
+
+pub async fn list(api: &ApiClient, a: ListArgs, as_json: bool) -> anyhow::Result<()> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    // Walk every page unless the user asked for one bounded page.
+    loop {
+        let mut q = vec![("include_revoked", a.include_revoked.to_string())];
+        if let Some(t) = &a.tenant {
+            q.push(("tenant", t.clone()));
+        }
+        if let Some(p) = &a.project {
+            q.push(("project", p.clone()));
+        }
+        if let Some(l) = a.limit {
+            q.push(("limit", l.to_string()));
+        }
+        if let Some(c) = &cursor {
+            q.push(("cursor", c.clone()));
+        }
+        let page = api.get(TOKENS, &q).await?;
+        if let Some(items) = page.get("tokens").and_then(Value::as_array) {
+            all.extend(items.iter().cloned());
+        }
+        cursor = page
+            .get("next_cursor")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if cursor.is_none() || a.limit.is_some() {
+            break;
+        }
+    }
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "tokens": all }))?
+        );
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|t| {
+            vec![
+                cell(t, "id"),
+                cell(t, "name"),
+                cell(t, "tenant"),
+                cell(t, "project"),
+                cell(t, "scopes"),
+                status(t),
+                cell(t, "expires_at"),
+                cell(t, "last_used_at"),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        render(
+            &[
+                "ID",
+                "NAME",
+                "TENANT",
+                "PROJECT",
+                "SCOPES",
+                "STATUS",
+                "EXPIRES",
+                "LAST USED"
+            ],
+            &rows
+        )
+    );
+    println!("{} token(s)", all.len());
+    Ok(())
+}
+
+pub async fn describe(api: &ApiClient, id: &str, as_json: bool) -> anyhow::Result<()> {
+    let t = api.get(&format!("{TOKENS}/{id}"), &[]).await?;
+    print_record(&t, as_json)
+}
+
+pub async fn revoke(api: &ApiClient, id: &str, as_json: bool) -> anyhow::Result<()> {
+    let t = api.post(&format!("{TOKENS}/{id}/revoke"), None).await?;
+    if !as_json {
+        println!("revoked {id}; gateways stop accepting it within one revocation poll");
+    }
+    print_record(&t, as_json)
+}
+
+pub async fn delete(api: &ApiClient, id: &str, as_json: bool) -> anyhow::Result<()> {
+    let v = api.delete(&format!("{TOKENS}/{id}")).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("deleted {id}");
+    }
+    Ok(())
+}
+
+pub async fn audit(api: &ApiClient, a: AuditArgs, as_json: bool) -> anyhow::Result<()> {
+    let mut q = Vec::new();
+    if let Some(t) = a.tenant {
+        q.push(("tenant", t));
+    }
+    if let Some(t) = a.token_id {
+        q.push(("token_id", t));
+    }
+    q.push(("limit", a.limit.to_string()));
+    let page = api.get("/api/v1/audit", &q).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&page)?);
+        return Ok(());
+    }
+    let events = page
+        .get("events")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                cell(e, "at"),
+                cell(e, "event"),
+                cell(e, "tenant"),
+                cell(e, "token_id"),
+                cell(e, "token_name"),
+                cell(e, "actor"),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        render(
+            &["AT", "EVENT", "TENANT", "TOKEN ID", "TOKEN NAME", "ACTOR"],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+fn print_record(t: &Value, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(t)?);
+    } else {
+        println!("{}", describe_text(t));
+    }
+    Ok(())
+}
+
+fn describe_text(t: &Value) -> String {
+    let mut rows = Vec::new();
+    for f in [
+        "id",
+        "name",
+        "tenant",
+        "project",
+        "scopes",
+        "hint",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    ] {
+        if t.get(f).is_some() {
+            rows.push(vec![format!("{f}:"), cell(t, f)]);
+        }
+    }
+    rows.push(vec!["status:".into(), status(t)]);
+    render(&["", ""], &rows).trim_start().to_string()
+}
+
+fn status(t: &Value) -> String {
+    if !t.get("revoked_at").is_none_or(Value::is_null) {
+        return "revoked".into();
+    }
+    if t.get("expired").and_then(Value::as_bool) == Some(true) {
+        return "expired".into();
+    }
+    "active".into()
+}
