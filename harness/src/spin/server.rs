@@ -1,0 +1,262 @@
+//! The HTTP side: accept connections with hyper, route each request as Spin
+//! does, run it in a fresh component instance, and shut down gracefully.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use super::routes::{RouteMatch, Router};
+use super::sqlite::SqliteCtx;
+use super::state::{ComponentVariables, InstanceState, NoOutboundHttp};
+
+/// A component ready to serve: pre-instantiated, with its per-instance
+/// configuration.
+pub struct ServedComponent {
+    pub id: String,
+    pub pre: ServicePre<InstanceState>,
+    pub sqlite: SqliteCtx,
+    pub variables: ComponentVariables,
+    pub environment: Vec<(String, String)>,
+}
+
+/// Everything a request needs, shared by all connections.
+pub struct App {
+    pub engine: Engine,
+    pub router: Router,
+    /// Component index for each route of `router`.
+    pub route_targets: Vec<usize>,
+    pub components: Vec<ServedComponent>,
+    pub local_addr: SocketAddr,
+    pub request_timeout: Duration,
+    pub guest_stdio: bool,
+}
+
+type Body = Full<Bytes>;
+
+/// Serves `listener` until `shutdown` turns true, then lets in-flight
+/// requests finish (up to `grace`).
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, client) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        eprintln!("spin host: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                let mut stop = shutdown.clone();
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(handle(&app, req, client).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = stopped(&mut stop) => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                });
+            }
+            _ = stopped(&mut shutdown) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drain).await.is_err() {
+        connections.abort_all();
+    }
+}
+
+/// Resolves once shutdown is requested (or the sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it here.
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}
+
+async fn handle(app: &App, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    if let Some(well_known) = path.strip_prefix("/.well-known/spin/") {
+        // Spin answers its own health check without running the component.
+        return match well_known {
+            "health" => plain(StatusCode::OK, "OK"),
+            _ => plain(StatusCode::NOT_FOUND, ""),
+        };
+    }
+    let Some(route) = app.router.route(&path) else {
+        return plain(StatusCode::NOT_FOUND, "");
+    };
+    let component = &app.components[app.route_targets[route.index]];
+    let req = match prepare_request(req, &route, app.local_addr, client) {
+        Ok(req) => req,
+        Err(msg) => return plain(StatusCode::BAD_REQUEST, &msg),
+    };
+    match tokio::time::timeout(app.request_timeout, run(app, component, req)).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(e)) => {
+            eprintln!(
+                "spin host: component {:?} failed on {path}: {e:?}",
+                component.id
+            );
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "")
+        }
+        Err(_) => {
+            eprintln!(
+                "spin host: component {:?} did not answer {path} within {:?}",
+                component.id, app.request_timeout
+            );
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "")
+        }
+    }
+}
+
+fn plain(status: StatusCode, body: &str) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *res.status_mut() = status;
+    res
+}
+
+/// Gives the guest an absolute URL (hyper sees only the path) and Spin's
+/// request-context headers.
+fn prepare_request(
+    req: Request<Incoming>,
+    route: &RouteMatch<'_>,
+    local_addr: SocketAddr,
+    client: SocketAddr,
+) -> Result<Request<Incoming>, String> {
+    let (mut parts, body) = req.into_parts();
+    let authority = match parts.headers.get(http::header::HOST) {
+        Some(h) => h
+            .to_str()
+            .ok()
+            .and_then(|h| h.parse::<Authority>().ok())
+            .ok_or("the Host header is not a valid authority")?,
+        None => local_addr
+            .to_string()
+            .parse::<Authority>()
+            .map_err(|e| e.to_string())?,
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    parts.uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority.clone())
+        .path_and_query(path_and_query.clone())
+        .build()
+        .map_err(|e| format!("cannot form the request URL: {e}"))?;
+
+    let full_url = format!("http://{authority}{path_and_query}");
+    let mut context = vec![
+        ("spin-full-url".to_owned(), full_url),
+        ("spin-path-info".to_owned(), route.path_info.clone()),
+        ("spin-matched-route".to_owned(), route.raw.to_owned()),
+        ("spin-base-path".to_owned(), "/".to_owned()),
+        ("spin-raw-component-route".to_owned(), route.raw.to_owned()),
+        (
+            "spin-component-route".to_owned(),
+            route.component_route.clone(),
+        ),
+        ("spin-client-addr".to_owned(), client.to_string()),
+    ];
+    for (name, value) in &route.params {
+        context.push((
+            format!("spin-path-match-{}", name.to_ascii_lowercase()),
+            value.clone(),
+        ));
+    }
+    for (name, value) in context {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            parts.headers.insert(name, value);
+        }
+    }
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Runs one request in a fresh instance and collects the whole response.
+async fn run(
+    app: &App,
+    component: &ServedComponent,
+    req: Request<Incoming>,
+) -> wasmtime::Result<Response<Body>> {
+    let mut wasi = WasiCtx::builder();
+    wasi.envs(&component.environment);
+    if app.guest_stdio {
+        wasi.inherit_stdout().inherit_stderr();
+    }
+    let state = InstanceState {
+        table: Default::default(),
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        hooks: NoOutboundHttp,
+        sqlite: component.sqlite.clone(),
+        variables: component.variables.clone(),
+    };
+    let mut store = Store::new(&app.engine, state);
+    let service = component.pre.instantiate_async(&mut store).await?;
+    let (req, io) = wasmtime_wasi_http::p3::Request::from_http(&mut NoOutboundHttp, req);
+
+    store
+        .run_concurrent(async |acc| {
+            let respond = async {
+                let res = match service.handle(acc, req).await? {
+                    Ok(res) => res,
+                    Err(code) => {
+                        wasmtime::bail!("the component answered with error code {code:?}")
+                    }
+                };
+                let res = acc.with(|store| res.into_http(store, async { Ok(()) }))?;
+                // The guest may write the body after `handle` returns, so the
+                // body is read while the store still runs.
+                let (parts, body) = res.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map_err(|e| wasmtime::format_err!("reading the response body: {e:?}"))?
+                    .to_bytes();
+                wasmtime::Result::Ok(Response::from_parts(parts, Full::new(body)))
+            };
+            let consume = async {
+                io.await
+                    .map_err(|e| wasmtime::format_err!("reading the request body: {e:?}"))
+            };
+            let (res, ()) = tokio::try_join!(respond, consume)?;
+            wasmtime::Result::Ok(res)
+        })
+        .await?
+}
