@@ -1,0 +1,325 @@
+//! Worker-local cache of introspection decisions, keyed by the raw SHA-256 of
+//! the token (never the token itself).
+//!
+//! Each entry has two deadlines: `fresh_until` (served normally) and
+//! `usable_until` (an active decision may still be served past its freshness,
+//! up to `stale_if_error_s` and never past the token's `exp`, but only while
+//! the token API fails). Eviction at `max_entries` drops a no-longer-fresh
+//! entry first, else the oldest; both indexes are ordered trees, so nothing
+//! on the request path scans the cache.
+
+use crate::config;
+use core::fmt;
+use mcpgw_token::scopes::Scope;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+
+/// SHA-256 of a raw token.
+pub type Key = [u8; 32];
+
+/// The key of a raw token.
+pub fn key_of(token: &str) -> Key {
+    // `sha256_hex` is the shared definition of token_sha; decoding its hex
+    // keeps the filter byte-identical to the token API's hashing.
+    key_from_hex(&mcpgw_token::format::sha256_hex(token)).unwrap_or([0; 32])
+}
+
+/// Parses 64 lowercase hex characters (a `token_sha`).
+pub fn key_from_hex(hex: &str) -> Option<Key> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut key = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        key[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(key)
+}
+
+/// Lowercase hex of a key (the `token_sha`).
+pub fn hex_of(key: &Key) -> String {
+    mcpgw_token::format::hex(key)
+}
+
+/// Why the token API says a token is not active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Unknown,
+    Revoked,
+    Expired,
+    Malformed,
+}
+
+impl Reason {
+    pub fn parse(s: &str) -> Option<Reason> {
+        Some(match s {
+            "unknown" => Reason::Unknown,
+            "revoked" => Reason::Revoked,
+            "expired" => Reason::Expired,
+            "malformed" => Reason::Malformed,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unknown => "unknown",
+            Reason::Revoked => "revoked",
+            Reason::Expired => "expired",
+            Reason::Malformed => "malformed",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an active token may do, as introspected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub tenant: String,
+    pub project: String,
+    pub token_id: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// The token holds `mcp:*`: no body inspection needed.
+    pub grants_all: bool,
+    /// Expiry in Unix milliseconds, `None` for a token that never expires.
+    pub exp_ms: Option<u64>,
+}
+
+impl Grant {
+    pub fn new(
+        tenant: String,
+        project: String,
+        token_id: String,
+        name: String,
+        scopes: Vec<Scope>,
+        exp_ms: Option<u64>,
+    ) -> Grant {
+        let grants_all = scopes
+            .iter()
+            .any(|s| matches!(s, Scope::Mcp { method, name: None } if method == "*"));
+        Grant {
+            tenant,
+            project,
+            token_id,
+            name,
+            scopes,
+            grants_all,
+            exp_ms,
+        }
+    }
+}
+
+/// A cached answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Active(Rc<Grant>),
+    Inactive(Reason),
+}
+
+/// Deadlines of a decision made at `now` (Unix milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    pub fresh_until: u64,
+    pub usable_until: u64,
+}
+
+/// TTL policy from the configuration, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub ttl_ms: u64,
+    pub negative_ttl_ms: u64,
+    pub stale_ms: u64,
+    pub max_entries: usize,
+}
+
+impl Policy {
+    pub fn new(c: &config::Cache) -> Policy {
+        Policy {
+            ttl_ms: c.ttl_s.saturating_mul(1000),
+            negative_ttl_ms: c.negative_ttl_s.saturating_mul(1000),
+            stale_ms: c.stale_if_error_s.saturating_mul(1000),
+            max_entries: usize::try_from(c.max_entries).unwrap_or(usize::MAX).max(1),
+        }
+    }
+
+    /// Positive TTL = min(ttl_s, the answer's cache_ttl_s, exp - now); the
+    /// stale window extends it by `stale_if_error_s`, but never past `exp`.
+    pub fn active(&self, cache_ttl_s: u64, exp_ms: Option<u64>, now: u64) -> Deadlines {
+        let exp = exp_ms.unwrap_or(u64::MAX);
+        let ttl = self.ttl_ms.min(cache_ttl_s.saturating_mul(1000));
+        let fresh_until = now.saturating_add(ttl).min(exp);
+        let usable_until = fresh_until.saturating_add(self.stale_ms).min(exp);
+        Deadlines {
+            fresh_until,
+            usable_until,
+        }
+    }
+
+    /// Negative decisions are never served stale.
+    pub fn inactive(&self, now: u64) -> Deadlines {
+        let fresh_until = now.saturating_add(self.negative_ttl_ms);
+        Deadlines {
+            fresh_until,
+            usable_until: fresh_until,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    decision: Decision,
+    deadlines: Deadlines,
+    seq: u64,
+}
+
+/// The worker-local cache.
+#[derive(Debug)]
+pub struct LocalCache {
+    map: HashMap<Key, Entry>,
+    /// (fresh_until, seq): the first entry is the first to go stale.
+    by_fresh: BTreeSet<(u64, u64)>,
+    /// seq → key: the first entry is the oldest.
+    by_age: BTreeMap<u64, Key>,
+    next_seq: u64,
+    max_entries: usize,
+}
+
+impl LocalCache {
+    pub fn new(max_entries: usize) -> LocalCache {
+        LocalCache {
+            map: HashMap::new(),
+            by_fresh: BTreeSet::new(),
+            by_age: BTreeMap::new(),
+            next_seq: 0,
+            max_entries: max_entries.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// A fresh decision: the request path.
+    pub fn get(&self, key: &Key, now: u64) -> Option<&Decision> {
+        self.map
+            .get(key)
+            .filter(|e| now < e.deadlines.fresh_until)
+            .map(|e| &e.decision)
+    }
+
+    /// An active decision past its freshness but within the stale window:
+    /// only for when the token API fails.
+    pub fn get_stale(&self, key: &Key, now: u64) -> Option<&Decision> {
+        self.map
+            .get(key)
+            .filter(|e| matches!(e.decision, Decision::Active(_)) && now < e.deadlines.usable_until)
+            .map(|e| &e.decision)
+    }
+
+    /// The deadlines of whatever is cached for `key`, fresh or not.
+    pub fn deadlines(&self, key: &Key) -> Option<Deadlines> {
+        self.map.get(key).map(|e| e.deadlines)
+    }
+
+    /// Stores a decision; one that is already unusable is not stored (and
+    /// replaces nothing but removes what it would have replaced).
+    pub fn insert(&mut self, key: Key, decision: Decision, deadlines: Deadlines, now: u64) {
+        self.remove(&key);
+        if deadlines.fresh_until <= now && deadlines.usable_until <= now {
+            return;
+        }
+        if self.map.len() >= self.max_entries {
+            self.evict_one(now);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_fresh.insert((deadlines.fresh_until, seq));
+        self.by_age.insert(seq, key);
+        self.map.insert(
+            key,
+            Entry {
+                decision,
+                deadlines,
+                seq,
+            },
+        );
+    }
+
+    /// Removes the decision for `key`; whether there was one.
+    pub fn remove(&mut self, key: &Key) -> bool {
+        match self.map.remove(key) {
+            Some(e) => {
+                self.by_fresh.remove(&(e.deadlines.fresh_until, e.seq));
+                self.by_age.remove(&e.seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn evict_one(&mut self, now: u64) {
+        let stale = self
+            .by_fresh
+            .first()
+            .filter(|(fresh_until, _)| *fresh_until <= now)
+            .map(|&(_, seq)| seq);
+        let seq = stale.or_else(|| self.by_age.first_key_value().map(|(&s, _)| s));
+        if let Some(key) = seq.and_then(|s| self.by_age.get(&s).copied()) {
+            self.remove(&key);
+        }
+    }
+}
+
+/// The most recent revoked keys this worker has seen, so that an answer or
+/// a shared entry produced before the revocation cannot re-admit the token.
+#[derive(Debug)]
+pub struct RecentlyRevoked {
+    set: HashSet<Key>,
+    order: VecDeque<Key>,
+    cap: usize,
+}
+
+impl RecentlyRevoked {
+    pub fn new(cap: usize) -> RecentlyRevoked {
+        RecentlyRevoked {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    pub fn insert(&mut self, key: Key) {
+        if !self.set.insert(key) {
+            return;
+        }
+        self.order.push_back(key);
+        if self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    pub fn contains(&self, key: &Key) -> bool {
+        self.set.contains(key)
+    }
+}
+
+#[cfg(test)]
+mod tests;

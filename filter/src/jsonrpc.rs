@@ -1,0 +1,159 @@
+//! Inspection of a buffered MCP request body (JSON-RPC 2.0, single message or
+//! batch) against the token's scopes and the `Mcp-Method` / `Mcp-Name`
+//! headers.
+//!
+//! Decisions (documented in the README):
+//! - Every message with a string `method` is checked, with or without `id`:
+//!   a server may act on a "notification" named `tools/call`. Lifecycle
+//!   methods (`initialize`, `ping`, `notifications/*`, `server/discover`) and
+//!   responses (no `method`) need no scope.
+//! - A body that is not JSON, or not an object or array, is refused (400,
+//!   -32700 / -32600): a scope cannot be checked on what cannot be read.
+//!   Batch elements that are not objects carry no method and are left to the
+//!   server to reject.
+//! - A `method` that is not a string is refused (400, -32600).
+//! - `Mcp-Method` / `Mcp-Name`, when sent, must equal the method and name of
+//!   every request in the body (for a single request: that request).
+//! - A denied batch is refused whole; the error carries the first denied
+//!   request's `id`.
+
+use mcpgw_token::scopes::{self, Scope};
+use serde_json::Value;
+
+/// JSON-RPC error code for `Mcp-Method` / `Mcp-Name` headers that disagree
+/// with the body.
+pub const HEADER_MISMATCH: i64 = -32020;
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+/// Implementation-defined server error used for a scope denial.
+pub const INSUFFICIENT_SCOPE: i64 = -32003;
+
+/// What the client's routing headers claim the body is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Claimed<'a> {
+    pub method: Option<&'a [u8]>,
+    pub name: Option<&'a [u8]>,
+}
+
+impl Claimed<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.method.is_none() && self.name.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Allow,
+    /// 403: `required` is the scope the request needed.
+    Deny {
+        required: String,
+        id: Value,
+    },
+    /// 400 with [`HEADER_MISMATCH`].
+    Mismatch {
+        detail: String,
+        id: Value,
+    },
+    /// 400 with [`PARSE_ERROR`].
+    ParseError {
+        detail: String,
+    },
+    /// 400 with [`INVALID_REQUEST`].
+    InvalidRequest {
+        detail: String,
+        id: Value,
+    },
+}
+
+/// Inspects `body`. `scopes` is `None` when scopes need no check (the body
+/// is read only to verify the headers).
+pub fn inspect(body: &[u8], claimed: Claimed<'_>, scopes: Option<&[Scope]>) -> Verdict {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Verdict::ParseError {
+                detail: format!("body is not JSON: {e}"),
+            }
+        }
+    };
+    let messages: &[Value] = match &value {
+        Value::Object(_) => core::slice::from_ref(&value),
+        Value::Array(items) => items,
+        _ => {
+            return Verdict::InvalidRequest {
+                detail: "a JSON-RPC body is an object or an array of objects".into(),
+                id: Value::Null,
+            }
+        }
+    };
+
+    let mut requests = 0usize;
+    let mut denied: Option<(String, Value)> = None;
+    for msg in messages {
+        let Value::Object(obj) = msg else { continue };
+        let id = response_id(obj.get("id"));
+        let method = match obj.get("method") {
+            None => continue,
+            Some(Value::String(m)) => m.as_str(),
+            Some(_) => {
+                return Verdict::InvalidRequest {
+                    detail: "\"method\" must be a string".into(),
+                    id,
+                }
+            }
+        };
+        requests += 1;
+        let name = scopes::name_param(method).and_then(|p| obj.get("params")?.get(p)?.as_str());
+
+        if let Some(m) = claimed.method {
+            if m != method.as_bytes() {
+                return Verdict::Mismatch {
+                    detail: format!(
+                        "Mcp-Method header {:?} does not match the body's method {method:?}",
+                        String::from_utf8_lossy(m)
+                    ),
+                    id,
+                };
+            }
+        }
+        if let Some(n) = claimed.name {
+            if name.map(str::as_bytes) != Some(n) {
+                return Verdict::Mismatch {
+                    detail: format!(
+                        "Mcp-Name header {:?} does not match the body's name {:?}",
+                        String::from_utf8_lossy(n),
+                        name.unwrap_or("(none)")
+                    ),
+                    id,
+                };
+            }
+        }
+        if let Some(s) = scopes {
+            if denied.is_none() && !scopes::grants(s, method, name) {
+                denied = Some((scopes::required_scope(method, name), id));
+            }
+        }
+    }
+
+    if requests == 0 && !claimed.is_empty() {
+        return Verdict::Mismatch {
+            detail: "Mcp-Method / Mcp-Name headers sent with a body that holds no request".into(),
+            id: Value::Null,
+        };
+    }
+    match denied {
+        Some((required, id)) => Verdict::Deny { required, id },
+        None => Verdict::Allow,
+    }
+}
+
+/// The id to answer with: the request's if it is a valid JSON-RPC id.
+fn response_id(id: Option<&Value>) -> Value {
+    match id {
+        Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
+        _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests;

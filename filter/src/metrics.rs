@@ -1,0 +1,130 @@
+//! Metric names (Envoy stats; `/stats` shows them as `wasmcustom.<name>`,
+//! Prometheus output without that prefix). All are counters.
+
+/// Every counter the filter increments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Metric {
+    /// Requests forwarded with routing headers set.
+    Allowed,
+    /// Requests on a bypass path, forwarded without a token.
+    Bypassed,
+    /// 401: no, empty or non-Bearer `Authorization`, or two of them.
+    DeniedMissing,
+    /// 401: token fails the offline format check (no callout made).
+    DeniedMalformed,
+    /// 401: token unknown, revoked or expired.
+    DeniedInvalid,
+    /// 401: token sent in the query string.
+    DeniedQueryToken,
+    /// 403: JSON-RPC request outside the token's scopes.
+    DeniedScope,
+    /// 400: `Mcp-Method` / `Mcp-Name` headers disagree with the body.
+    DeniedHeaderMismatch,
+    /// 400: body is not JSON-RPC.
+    DeniedBadBody,
+    /// 413: body over `max_body_bytes` when it had to be inspected.
+    DeniedBodyTooLarge,
+    /// 503: token API unavailable and no stale decision to fall back on.
+    DeniedUnavailable,
+    /// Decision found in this worker's cache.
+    CacheHits,
+    /// Decision found in the cross-worker shared cache.
+    CacheSharedHits,
+    /// No cached decision: a callout was made or joined.
+    CacheMisses,
+    /// Introspection callouts sent.
+    Callouts,
+    /// Introspection callouts that failed (down, timeout, non-200, garbage).
+    CalloutFailures,
+    /// Requests served from an expired decision because the token API failed.
+    StaleServes,
+    /// Cached decisions evicted by the revocations feed.
+    RevocationsApplied,
+    /// Requests that waited on another request's callout for the same token.
+    CoalescedWaits,
+    /// Revocations feed polls sent.
+    FeedPolls,
+    /// Revocations feed polls that failed.
+    FeedFailures,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 21] = [
+        Metric::Allowed,
+        Metric::Bypassed,
+        Metric::DeniedMissing,
+        Metric::DeniedMalformed,
+        Metric::DeniedInvalid,
+        Metric::DeniedQueryToken,
+        Metric::DeniedScope,
+        Metric::DeniedHeaderMismatch,
+        Metric::DeniedBadBody,
+        Metric::DeniedBodyTooLarge,
+        Metric::DeniedUnavailable,
+        Metric::CacheHits,
+        Metric::CacheSharedHits,
+        Metric::CacheMisses,
+        Metric::Callouts,
+        Metric::CalloutFailures,
+        Metric::StaleServes,
+        Metric::RevocationsApplied,
+        Metric::CoalescedWaits,
+        Metric::FeedPolls,
+        Metric::FeedFailures,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Metric::Allowed => "mcp_auth.allowed",
+            Metric::Bypassed => "mcp_auth.bypassed",
+            Metric::DeniedMissing => "mcp_auth.denied.missing",
+            Metric::DeniedMalformed => "mcp_auth.denied.malformed",
+            Metric::DeniedInvalid => "mcp_auth.denied.invalid",
+            Metric::DeniedQueryToken => "mcp_auth.denied.query_token",
+            Metric::DeniedScope => "mcp_auth.denied.scope",
+            Metric::DeniedHeaderMismatch => "mcp_auth.denied.header_mismatch",
+            Metric::DeniedBadBody => "mcp_auth.denied.bad_body",
+            Metric::DeniedBodyTooLarge => "mcp_auth.denied.body_too_large",
+            Metric::DeniedUnavailable => "mcp_auth.denied.unavailable",
+            Metric::CacheHits => "mcp_auth.cache.hits",
+            Metric::CacheSharedHits => "mcp_auth.cache.shared_hits",
+            Metric::CacheMisses => "mcp_auth.cache.misses",
+            Metric::Callouts => "mcp_auth.callouts",
+            Metric::CalloutFailures => "mcp_auth.callout_failures",
+            Metric::StaleServes => "mcp_auth.stale_serves",
+            Metric::RevocationsApplied => "mcp_auth.revocations_applied",
+            Metric::CoalescedWaits => "mcp_auth.coalesced_waits",
+            Metric::FeedPolls => "mcp_auth.feed.polls",
+            Metric::FeedFailures => "mcp_auth.feed.failures",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn all_lists_each_metric_once_in_discriminant_order() {
+        for (i, m) in Metric::ALL.iter().enumerate() {
+            assert_eq!(*m as usize, i, "{m:?}");
+        }
+        let names: HashSet<_> = Metric::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(names.len(), Metric::ALL.len());
+    }
+
+    #[test]
+    fn names_share_the_prefix_and_are_stat_safe() {
+        for m in Metric::ALL {
+            let n = m.name();
+            assert!(n.starts_with("mcp_auth."), "{n}");
+            assert!(
+                n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_'),
+                "{n}"
+            );
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The root context: configuration, the tick (revocations feed, rescue of
+//! orphaned callouts) and creation of HTTP contexts.
+
+use super::host::{self, inc, log};
+use super::http::Http;
+use super::worker::{resolve, sha_prefix, Worker};
+use crate::config::{self, Config};
+use crate::headermap;
+use crate::introspect::{self, Unavailable};
+use crate::metrics::Metric;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Tick period when the feed is off: orphaned callouts still need a rescue.
+const RESCUE_TICK_MS: u64 = 1000;
+
+pub(crate) struct Root {
+    worker: Rc<RefCell<Worker>>,
+}
+
+impl Root {
+    pub fn new(_context_id: u32) -> Root {
+        Root {
+            worker: Rc::new(RefCell::new(Worker::new(Config::default()))),
+        }
+    }
+
+    fn timeout(cfg: &Config) -> Duration {
+        Duration::from_millis(cfg.token_api.timeout_ms)
+    }
+
+    /// Sends again the callouts whose sending stream ended before the answer.
+    fn rescue_orphans(&mut self) {
+        let (orphans, cfg) = {
+            let w = self.worker.borrow();
+            if w.inflight.is_empty() {
+                return;
+            }
+            (w.inflight.orphans(), w.cfg.clone())
+        };
+        for (key, token) in orphans {
+            let callout = introspect::introspect_request(&cfg.token_api, &token);
+            let sent = self.dispatch_http_call(
+                &cfg.token_api.cluster,
+                callout.headers(),
+                None,
+                vec![],
+                Self::timeout(&cfg),
+            );
+            match sent {
+                Ok(call) => {
+                    inc(Metric::Callouts);
+                    self.worker.borrow_mut().inflight.adopt(&key, call);
+                }
+                Err(status) => {
+                    let why = Unavailable(format!("dispatch failed: {status:?}"));
+                    resolve(&self.worker, &key, Err(why), host::now_ms());
+                }
+            }
+        }
+    }
+
+    fn poll_feed(&mut self) {
+        let (cfg, cursor) = {
+            let mut w = self.worker.borrow_mut();
+            if w.cfg.revocation_poll_ms == 0 {
+                return;
+            }
+            if let Some((_, sent_at)) = w.feed_call {
+                // Envoy always answers (at the latest on timeout); this only
+                // guards against a host that never does.
+                let limit = w.cfg.token_api.timeout_ms.saturating_mul(4).max(5_000);
+                if host::now_ms().saturating_sub(sent_at) < limit {
+                    return;
+                }
+                w.feed_call = None;
+            }
+            (w.cfg.clone(), w.feed_cursor.clone())
+        };
+        let callout = introspect::feed_request(&cfg.token_api, &cursor);
+        let sent = self.dispatch_http_call(
+            &cfg.token_api.cluster,
+            callout.headers(),
+            None,
+            vec![],
+            Self::timeout(&cfg),
+        );
+        match sent {
+            Ok(call) => {
+                inc(Metric::FeedPolls);
+                self.worker.borrow_mut().feed_call = Some((call, host::now_ms()));
+            }
+            Err(status) => {
+                inc(Metric::FeedFailures);
+                self.feed_failed(&format!("dispatch failed: {status:?}"));
+            }
+        }
+    }
+
+    fn feed_failed(&self, why: &str) {
+        let mut w = self.worker.borrow_mut();
+        // Log the change of state, not every poll of an outage.
+        if !w.feed_failing {
+            w.feed_failing = true;
+            log(
+                LogLevel::Warn,
+                &format!(
+                    "mcp_auth: revocations feed unavailable on cluster {:?}: {why}",
+                    w.cfg.token_api.cluster
+                ),
+            );
+        }
+    }
+
+    fn on_feed_answer(&mut self, num_headers: usize, body_size: usize) {
+        let status = if num_headers == 0 {
+            None
+        } else {
+            let block = host::header_block(host::CALL_RESPONSE_HEADERS);
+            headermap::decode(&block).and_then(|pairs| introspect::status_of(&pairs))
+        };
+        let parsed = if body_size > introspect::MAX_FEED_BODY {
+            Err(Unavailable(format!("body of {body_size} bytes")))
+        } else {
+            let body = self
+                .get_http_call_response_body(0, body_size)
+                .unwrap_or_default();
+            introspect::parse_revocations(status, &body)
+        };
+        match parsed {
+            Ok(page) => {
+                let now = host::now_ms();
+                let mut w = self.worker.borrow_mut();
+                let applied = w.apply_revocations(&page.revoked, now);
+                host::add(Metric::RevocationsApplied, applied);
+                if applied > 0 {
+                    let first = page.revoked.first().map(sha_prefix).unwrap_or_default();
+                    log(
+                        LogLevel::Info,
+                        &format!(
+                            "mcp_auth: evicted {applied} cached decision(s) for {} revoked \
+                             token(s) (first token_sha {first}…)",
+                            page.revoked.len()
+                        ),
+                    );
+                }
+                w.feed_cursor = page.cursor;
+                if w.feed_failing {
+                    w.feed_failing = false;
+                    log(LogLevel::Info, "mcp_auth: revocations feed reachable again");
+                }
+            }
+            Err(why) => {
+                inc(Metric::FeedFailures);
+                self.feed_failed(&why.0);
+            }
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let is_feed = {
+            let mut w = self.worker.borrow_mut();
+            match w.feed_call {
+                Some((call, _)) if call == token_id => {
+                    w.feed_call = None;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if is_feed {
+            self.on_feed_answer(num_headers, body_size);
+            return;
+        }
+        let key = self.worker.borrow_mut().inflight.root_call(token_id);
+        if let Some(key) = key {
+            let now = host::now_ms();
+            let result = if body_size > introspect::MAX_INTROSPECT_BODY {
+                Err(Unavailable(format!("body of {body_size} bytes")))
+            } else {
+                let status = if num_headers == 0 {
+                    None
+                } else {
+                    let block = host::header_block(host::CALL_RESPONSE_HEADERS);
+                    headermap::decode(&block).and_then(|p| introspect::status_of(&p))
+                };
+                let body = self
+                    .get_http_call_response_body(0, body_size)
+                    .unwrap_or_default();
+                introspect::parse_introspection(status, &body, now)
+            };
+            resolve(&self.worker, &key, result, now);
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let cfg = match config::load(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                log(
+                    LogLevel::Error,
+                    &format!("mcp_auth: invalid plugin configuration: {e}"),
+                );
+                return false;
+            }
+        };
+        host::define_metrics();
+        // The feed polls on every tick; without a feed the tick only
+        // rescues orphaned callouts.
+        let tick = match cfg.revocation_poll_ms {
+            0 => RESCUE_TICK_MS,
+            ms => ms,
+        };
+        log(
+            LogLevel::Info,
+            &format!(
+                "mcp_auth: configured: token API cluster {:?}, revocation poll {} ms, \
+                 cache {} entries",
+                cfg.token_api.cluster, cfg.revocation_poll_ms, cfg.cache.max_entries
+            ),
+        );
+        *self.worker.borrow_mut() = Worker::new(cfg);
+        let _ = hostcalls::set_tick_period(Duration::from_millis(tick));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.rescue_orphans();
+        self.poll_feed();
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http::new(context_id, self.worker.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

@@ -1,0 +1,241 @@
+//! Per-worker state shared by the root and HTTP contexts of one VM, and the
+//! shared-data reads and writes behind the cache.
+
+use super::host::{self, log};
+use super::http::{deliver, Outcome, StreamRef};
+use crate::cache::{hex_of, Decision, Key, LocalCache, Policy, RecentlyRevoked};
+use crate::coalesce::Inflight;
+use crate::config::Config;
+use crate::introspect::{Answer, Unavailable};
+use crate::metrics::Metric;
+use crate::replies::{self, Unauthorized};
+use crate::shared::{self, SharedEntry};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, Status};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// Revoked keys remembered against late answers and shared writes.
+const RECENTLY_REVOKED: usize = 4096;
+/// CAS attempts on a contended bucket before giving up (the cache is an
+/// optimisation; losing one write only costs a callout elsewhere).
+const CAS_ATTEMPTS: usize = 3;
+
+pub(crate) struct Worker {
+    pub cfg: Rc<Config>,
+    pub policy: Policy,
+    pub cache: LocalCache,
+    pub revoked: RecentlyRevoked,
+    pub inflight: Inflight<StreamRef>,
+    pub bucket_cap: usize,
+    /// Revocations feed: cursor of the next poll and the poll in flight
+    /// (callout id, sent at).
+    pub feed_cursor: String,
+    pub feed_call: Option<(u32, u64)>,
+    pub feed_failing: bool,
+}
+
+impl Worker {
+    pub fn new(cfg: Config) -> Worker {
+        let policy = Policy::new(&cfg.cache);
+        Worker {
+            bucket_cap: shared::bucket_cap(cfg.cache.max_entries),
+            cache: LocalCache::new(policy.max_entries),
+            cfg: Rc::new(cfg),
+            policy,
+            revoked: RecentlyRevoked::new(RECENTLY_REVOKED),
+            inflight: Inflight::default(),
+            feed_cursor: String::new(),
+            feed_call: None,
+            feed_failing: false,
+        }
+    }
+
+    fn bucket(&self, key: &Key) -> String {
+        shared::bucket_key(&self.cfg.token_api.cluster, key)
+    }
+
+    /// A fresh decision from the shared layer, copied into the local cache.
+    pub fn lookup_shared(&mut self, key: &Key, now: u64) -> Option<Decision> {
+        let (entries, _) = read_bucket(&self.bucket(key));
+        let (decision, deadlines) = shared::find(&entries, key, now)?.decision()?;
+        if now >= deadlines.fresh_until {
+            return None;
+        }
+        let decision = match decision {
+            Decision::Active(_) if self.revoked.contains(key) => {
+                Decision::Inactive(crate::cache::Reason::Revoked)
+            }
+            d => d,
+        };
+        self.cache.insert(*key, decision.clone(), deadlines, now);
+        Some(decision)
+    }
+
+    /// Caches a fresh answer here and in the shared layer.
+    pub fn record(&mut self, key: &Key, answer: Answer, now: u64) -> Decision {
+        let (decision, deadlines) = match answer {
+            // Answered before a revocation this worker has since applied.
+            Answer::Active { .. } if self.revoked.contains(key) => (
+                Decision::Inactive(crate::cache::Reason::Revoked),
+                self.policy.inactive(now),
+            ),
+            Answer::Active { grant, cache_ttl_s } => {
+                let d = self.policy.active(cache_ttl_s, grant.exp_ms, now);
+                (Decision::Active(Rc::new(grant)), d)
+            }
+            Answer::Inactive(r) => (Decision::Inactive(r), self.policy.inactive(now)),
+        };
+        self.cache.insert(*key, decision.clone(), deadlines, now);
+        let entry = SharedEntry::from_decision(key, &decision, deadlines);
+        let cap = self.bucket_cap;
+        update_bucket(&self.bucket(key), |entries| {
+            shared::upsert(entries, entry.clone(), now, cap)
+        });
+        decision
+    }
+
+    /// What to do for `key` when the token API failed: an active decision
+    /// within the stale window (here or shared), else 503.
+    pub fn failure(&mut self, key: &Key, now: u64) -> Outcome {
+        if let Some(Decision::Active(g)) = self.cache.get_stale(key, now) {
+            return Outcome::Allow {
+                grant: g.clone(),
+                stale: true,
+            };
+        }
+        if !self.revoked.contains(key) {
+            let (entries, _) = read_bucket(&self.bucket(key));
+            let stale = shared::find(&entries, key, now).and_then(SharedEntry::decision);
+            if let Some((Decision::Active(g), d)) = stale {
+                if now < d.usable_until {
+                    return Outcome::Allow {
+                        grant: g,
+                        stale: true,
+                    };
+                }
+            }
+        }
+        Outcome::Deny(replies::unavailable(), Metric::DeniedUnavailable)
+    }
+
+    /// Evicts revoked tokens here and in the shared layer; how many cached
+    /// decisions were evicted.
+    pub fn apply_revocations(&mut self, keys: &[Key], now: u64) -> u64 {
+        let mut applied = 0;
+        let mut by_bucket: BTreeMap<String, Vec<Key>> = BTreeMap::new();
+        for key in keys {
+            self.revoked.insert(*key);
+            let here = self.cache.remove(key);
+            applied += u64::from(here);
+            by_bucket.entry(self.bucket(key)).or_default().push(*key);
+        }
+        // A tombstone outlives any decision a racing worker could still write.
+        let until = now
+            .saturating_add(self.policy.ttl_ms)
+            .saturating_add(self.policy.stale_ms)
+            .saturating_add(1000);
+        let cap = self.bucket_cap;
+        for (bucket, keys) in by_bucket {
+            let written = update_bucket(&bucket, |mut entries| {
+                let mut changed = false;
+                for key in &keys {
+                    if let Some(next) = shared::revoke(entries.clone(), key, now, until, cap) {
+                        entries = next;
+                        changed = true;
+                    }
+                }
+                changed.then_some(entries)
+            });
+            if written {
+                applied += 1;
+            }
+        }
+        applied
+    }
+}
+
+fn read_bucket(name: &str) -> (Vec<SharedEntry>, Option<u32>) {
+    match hostcalls::get_shared_data(name) {
+        Ok((Some(bytes), cas)) => (shared::decode(&bytes), cas),
+        Ok((None, cas)) => (Vec::new(), cas),
+        Err(_) => (Vec::new(), None),
+    }
+}
+
+/// Read-modify-write of a bucket with CAS; `change` returns `None` for "no
+/// write needed". Whether something was written.
+fn update_bucket(
+    name: &str,
+    change: impl Fn(Vec<SharedEntry>) -> Option<Vec<SharedEntry>>,
+) -> bool {
+    for _ in 0..CAS_ATTEMPTS {
+        let (entries, cas) = read_bucket(name);
+        let Some(next) = change(entries) else {
+            return false;
+        };
+        match hostcalls::set_shared_data(name, Some(&shared::encode(&next)), cas) {
+            Ok(()) => return true,
+            Err(Status::CasMismatch) => continue,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// The first characters of a token_sha: enough to find it in the token
+/// API's audit log, never the token.
+pub fn sha_prefix(key: &Key) -> String {
+    let hex = hex_of(key);
+    hex.get(..12).unwrap_or_default().to_string()
+}
+
+/// Applies the answer (or failure) of the callout for `key` to every stream
+/// waiting on it, switching to each stream's context in turn.
+pub fn resolve(
+    worker: &Rc<RefCell<Worker>>,
+    key: &Key,
+    result: Result<Answer, Unavailable>,
+    now: u64,
+) {
+    let (pending, cfg, outcome) = {
+        let mut w = worker.borrow_mut();
+        let pending = w.inflight.finish(key);
+        let outcome = match result {
+            Ok(answer) => match w.record(key, answer, now) {
+                Decision::Active(grant) => Outcome::Allow {
+                    grant,
+                    stale: false,
+                },
+                Decision::Inactive(r) => Outcome::Deny(
+                    replies::unauthorized(&w.cfg, Unauthorized::Inactive(r)),
+                    Metric::DeniedInvalid,
+                ),
+            },
+            Err(why) => {
+                host::inc(Metric::CalloutFailures);
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "mcp_auth: token API unavailable for token_sha {}…: {why}",
+                        sha_prefix(key)
+                    ),
+                );
+                w.failure(key, now)
+            }
+        };
+        (pending, w.cfg.clone(), outcome)
+    };
+    let Some(pending) = pending else {
+        return;
+    };
+    for (context_id, stream) in pending.waiters {
+        // A stream that ended has left the list; a failure here means the
+        // host already dropped the context.
+        if hostcalls::set_effective_context(context_id).is_err() {
+            continue;
+        }
+        deliver(&cfg, &stream, &outcome, true);
+    }
+}
