@@ -44,3 +44,7 @@ lint: toolchain
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p filter --target wasm32-wasip1 -- -D warnings
     cargo clippy -p token-api --target wasm32-wasip2 -- -D warnings
+
+# Run the local stack: token API, demo MCP backends, Envoy + filter; prints tokens and client configs.
+up: build envoy
+    cargo run -q -p harness --bin mcpgw -- up

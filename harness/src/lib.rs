@@ -6,4 +6,5 @@
 pub mod backends;
 pub mod cli;
 pub mod proxy_wasm;
+pub mod stack;
 pub mod spin;

@@ -4,6 +4,7 @@ mod api;
 mod check;
 mod table;
 mod tokens;
+mod up;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +45,18 @@ pub enum Command {
     Check(CheckArgs),
     /// Serve a demo MCP backend (rmcp, Streamable HTTP at /mcp).
     DemoBackend(DemoBackendArgs),
+    /// Run the local stack: token API, demo backends, Envoy; mint demo tokens.
+    Up(UpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Durable state (token database, admin key, demo tokens, Envoy config and log).
+    #[arg(long, default_value = ".data")]
+    pub data: PathBuf,
+    /// Gateway listener port.
+    #[arg(long, default_value_t = 10000)]
+    pub port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +198,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check(a) => return check::run(a, json).await,
         Command::DemoBackend(a) => demo_backend(a).await?,
+        Command::Up(a) => up::run(a).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -206,6 +220,22 @@ async fn demo_backend(a: DemoBackendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve_token_api(_a: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("serve-token-api: the Spin host is not wired yet")
+async fn serve_token_api(a: ServeArgs) -> anyhow::Result<()> {
+    use crate::spin::{SpinOptions, TokenApiHost};
+    let mut opts = SpinOptions::new(a.manifest, a.data);
+    opts.listen = a.listen;
+    for v in a.variables {
+        let (name, value) = v
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--variable {v:?}: expected NAME=VALUE"))?;
+        opts.variables
+            .insert(name.trim().to_string(), value.to_string());
+    }
+    let running = TokenApiHost::start(opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!("token API on {} (Ctrl-C stops)", running.url());
+    tokio::signal::ctrl_c().await?;
+    running.shutdown().await;
+    Ok(())
 }

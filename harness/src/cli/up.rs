@@ -1,0 +1,164 @@
+//! `mcpgw up`: the whole local stack in one command, with ready-to-paste
+//! client configurations. State lives in the data dir, so a second run reuses
+//! the admin key and the demo tokens instead of minting duplicates.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::stack::{self, Ports, Stack, StackOptions, DEMO_TENANTS};
+
+use super::UpArgs;
+
+/// What `up` remembers between runs (the file is 0600: it holds secrets).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DemoState {
+    admin_key: String,
+    /// tenant → raw demo token.
+    tokens: std::collections::BTreeMap<String, String>,
+}
+
+pub async fn run(a: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.data).with_context(|| format!("creating {}", a.data.display()))?;
+    let state_path = a.data.join("demo.json");
+    let mut state = load(&state_path)?;
+    if state.admin_key.is_empty() {
+        state.admin_key = stack::random_admin_key()?;
+    }
+    let mut ports = Ports::well_known();
+    ports.gateway = a.port;
+    let stack = Stack::start(StackOptions {
+        data_dir: a.data.clone(),
+        ports,
+        admin_key: state.admin_key.clone(),
+        filter_config: stack::default_filter_config(),
+        envoy_concurrency: 2,
+    })
+    .await?;
+
+    let http = reqwest::Client::new();
+    for tenant in DEMO_TENANTS {
+        let live = match state.tokens.get(tenant) {
+            Some(tok) => is_active(&http, &stack.token_api_url(), tok).await?,
+            None => false,
+        };
+        if !live {
+            let name = format!("demo-{tenant}-{}", unix_seconds());
+            let created = stack
+                .mint(json!({"name": name, "tenant": tenant, "ttl": "30d"}))
+                .await?;
+            let raw = created["token"].as_str().unwrap_or_default().to_string();
+            state.tokens.insert(tenant.to_string(), raw);
+        }
+    }
+    save(&state_path, &state)?;
+    print_banner(&stack, &state, &a.data);
+
+    tokio::signal::ctrl_c().await?;
+    eprintln!("\nstopping…");
+    stack.stop().await;
+    Ok(())
+}
+
+fn print_banner(stack: &Stack, state: &DemoState, data: &Path) {
+    let gw = stack.gateway_url();
+    let acme = state.tokens.get("acme").cloned().unwrap_or_default();
+    println!(
+        r#"
+MCP token gateway is up (Ctrl-C stops everything)
+
+  gateway      {gw}/mcp            (per-tenant backends)
+               {gw}/shared/mcp     (one shared backend, tenant from the trusted header)
+  token API    {api}
+  Envoy admin  {admin}
+  data         {data}  (admin key and demo tokens in demo.json)
+"#,
+        api = stack.token_api_url(),
+        admin = stack.envoy.admin,
+        data = data.display(),
+    );
+    for (tenant, tok) in &state.tokens {
+        println!("  token for {tenant:<8} {tok}");
+    }
+    println!(
+        r#"
+Try it:
+
+  curl -s {gw}/mcp -H "Authorization: Bearer {acme}" \
+    -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
+    -d '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"curl","version":"1"}}}}}}'
+
+  cargo run -q -p harness --bin mcpgw -- check {gw}/mcp --token {acme} --call whoami
+
+Claude Desktop (claude_desktop_config.json):
+
+{claude}
+
+Cursor (.cursor/mcp.json) / VS Code (.vscode/mcp.json uses "servers" instead of "mcpServers"):
+
+{cursor}
+
+Manage tokens:
+
+  export MCPGW_API={api} MCPGW_KEY={key}
+  cargo run -q -p harness --bin mcpgw -- token list
+"#,
+        api = stack.token_api_url(),
+        key = state.admin_key,
+        claude = pretty(&json!({"mcpServers": {"acme-via-gateway": {
+            "command": "npx",
+            "args": ["mcp-remote", format!("{gw}/mcp"), "--header", format!("Authorization: Bearer {acme}")]
+        }}})),
+        cursor = pretty(&json!({"mcpServers": {"acme-via-gateway": {
+            "url": format!("{gw}/mcp"),
+            "headers": {"Authorization": format!("Bearer {acme}")}
+        }}})),
+    );
+}
+
+async fn is_active(http: &reqwest::Client, api: &str, token: &str) -> anyhow::Result<bool> {
+    let v: Value = http
+        .get(format!("{api}/api/v1/mcptokens/introspect"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(v["active"] == json!(true))
+}
+
+fn load(path: &PathBuf) -> anyhow::Result<DemoState> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is corrupt: delete it to start over", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DemoState::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn save(path: &Path, state: &DemoState) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(serde_json::to_string_pretty(state)?.as_bytes())?;
+    Ok(())
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// Seconds since the epoch: makes re-minted demo names unique.
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,247 @@
+//! The whole local gateway: token API (Spin host), demo MCP backends, and real
+//! Envoy with `filter.wasm`. Used by `mcpgw up` and the end-to-end tests.
+
+pub mod envoy;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use crate::backends::{Backend, Tenancy};
+use crate::spin::{Running, SpinOptions, TokenApiHost};
+use envoy::Envoy;
+
+/// The demo tenants, each with its own backend cluster in `envoy/gateway.yaml`.
+pub const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
+
+/// The workspace root (for `envoy/`, `token-api/spin.toml`, `target/`).
+pub fn workspace_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MCPGW_ROOT") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The release filter built by `just build`.
+pub fn filter_wasm() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("FILTER_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip1/release/filter.wasm"));
+    if !path.is_file() {
+        bail!("{} is missing: run `just build` first", path.display());
+    }
+    Ok(path)
+}
+
+/// Ports of every listener; 0 picks a free one at start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ports {
+    pub gateway: u16,
+    pub admin: u16,
+    pub token_api: u16,
+    pub acme: u16,
+    pub globex: u16,
+    pub shared: u16,
+}
+
+impl Ports {
+    /// `mcpgw up`'s fixed, memorable ports.
+    pub fn well_known() -> Self {
+        Self {
+            gateway: 10000,
+            admin: 9901,
+            token_api: 3000,
+            acme: 8081,
+            globex: 8082,
+            shared: 8083,
+        }
+    }
+
+    fn resolve(mut self) -> anyhow::Result<Self> {
+        for p in [
+            &mut self.gateway,
+            &mut self.admin,
+            &mut self.token_api,
+            &mut self.acme,
+            &mut self.globex,
+            &mut self.shared,
+        ] {
+            if *p == 0 {
+                *p = free_port()?;
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// A free loopback port (bound and released; good enough for local runs).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The filter configuration the local stack uses; tests tweak fields.
+pub fn default_filter_config() -> Value {
+    json!({
+        "token_api": {"cluster": "token_api", "authority": "token-api", "timeout_ms": 500},
+        "cache": {"ttl_s": 300, "negative_ttl_s": 5, "max_entries": 10000, "stale_if_error_s": 300},
+        "revocation_poll_ms": 500,
+        "bypass_paths": ["/health", "/.well-known/*"],
+        "enforce_scopes": true
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Durable state: `token-api/` (SQLite), `envoy/` (rendered config, log).
+    pub data_dir: PathBuf,
+    pub ports: Ports,
+    pub admin_key: String,
+    pub filter_config: Value,
+    pub envoy_concurrency: u32,
+}
+
+/// Everything running.
+pub struct Stack {
+    pub ports: Ports,
+    pub admin_key: String,
+    pub envoy: Envoy,
+    pub backends: BTreeMap<String, Backend>,
+    token_api: Option<Running>,
+    data_dir: PathBuf,
+}
+
+impl Stack {
+    pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
+        let ports = opts.ports.resolve()?;
+        let token_api = start_token_api(&opts.data_dir, ports.token_api, &opts.admin_key).await?;
+        let mut backends = BTreeMap::new();
+        for (name, port, tenancy) in [
+            ("acme", ports.acme, Tenancy::Fixed("acme".into())),
+            ("globex", ports.globex, Tenancy::Fixed("globex".into())),
+            (
+                "shared",
+                ports.shared,
+                Tenancy::FromHeader("x-mcp-tenant".into()),
+            ),
+        ] {
+            let b = Backend::start(loopback(port), tenancy)
+                .await
+                .with_context(|| format!("demo backend {name}"))?;
+            backends.insert(name.to_string(), b);
+        }
+        let wasm = filter_wasm()?;
+        let template = std::fs::read_to_string(workspace_root().join("envoy/gateway.yaml"))
+            .context("reading envoy/gateway.yaml")?;
+        let vars = BTreeMap::from([
+            ("ADMIN_PORT", ports.admin.to_string()),
+            ("LISTEN_PORT", ports.gateway.to_string()),
+            ("TOKEN_API_PORT", ports.token_api.to_string()),
+            ("ACME_PORT", ports.acme.to_string()),
+            ("GLOBEX_PORT", ports.globex.to_string()),
+            ("SHARED_PORT", ports.shared.to_string()),
+            ("FILTER_WASM", wasm.display().to_string()),
+            ("FILTER_CONFIG", opts.filter_config.to_string()),
+        ]);
+        let config = envoy::render(&template, &vars)?;
+        let envoy = Envoy::start(
+            &opts.data_dir.join("envoy"),
+            &config,
+            ports.admin,
+            opts.envoy_concurrency,
+            Duration::from_secs(30),
+        )
+        .await?;
+        Ok(Self {
+            ports,
+            admin_key: opts.admin_key,
+            envoy,
+            backends,
+            token_api: Some(token_api),
+            data_dir: opts.data_dir,
+        })
+    }
+
+    /// `http://127.0.0.1:<gateway>`.
+    pub fn gateway_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.gateway)
+    }
+
+    /// `http://127.0.0.1:<token api>`.
+    pub fn token_api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.token_api)
+    }
+
+    /// Stops the token API (the gateway keeps running), for outage tests.
+    pub async fn stop_token_api(&mut self) {
+        if let Some(api) = self.token_api.take() {
+            api.shutdown().await;
+        }
+    }
+
+    /// Starts the token API again on the same port and data.
+    pub async fn restart_token_api(&mut self) -> anyhow::Result<()> {
+        self.stop_token_api().await;
+        self.token_api =
+            Some(start_token_api(&self.data_dir, self.ports.token_api, &self.admin_key).await?);
+        Ok(())
+    }
+
+    /// Mints a token with the admin key; returns the create response.
+    pub async fn mint(&self, body: Value) -> anyhow::Result<Value> {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v1/mcptokens", self.token_api_url()))
+            .bearer_auth(&self.admin_key)
+            .json(&body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let v: Value = resp.json().await?;
+        if status.as_u16() != 201 {
+            bail!("minting {body} failed: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    pub async fn stop(mut self) {
+        self.stop_token_api().await;
+        for (_, b) in std::mem::take(&mut self.backends) {
+            b.stop().await;
+        }
+        self.envoy.stop().await;
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+async fn start_token_api(data: &Path, port: u16, admin_key: &str) -> anyhow::Result<Running> {
+    let mut opts = SpinOptions::new(
+        workspace_root().join("token-api/spin.toml"),
+        data.join("token-api"),
+    );
+    opts.listen = loopback(port);
+    opts.guest_stdio = false;
+    opts.env_variables = false;
+    opts.variables.insert(
+        "admin_key_sha256".into(),
+        mcpgw_token::format::sha256_hex(admin_key),
+    );
+    TokenApiHost::start(opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("token API: {e}"))
+}
+
+/// A fresh random admin key (64 hex chars).
+pub fn random_admin_key() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(mcpgw_token::format::hex(&bytes))
+}
