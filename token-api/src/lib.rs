@@ -1,1 +1,27 @@
-//! Token API Spin component (SPEC §6).
+//! Token API Spin component (SPEC §4–§6): mints, lists, describes, revokes,
+//! deletes and introspects `mcpctl_pat_` tokens, stored hashed in Spin SQLite.
+//!
+//! Everything but the Spin entry point is plain Rust tested on the host,
+//! against the same SQL on SQLite.
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod cursor;
+pub mod error;
+pub mod model;
+pub mod query;
+pub mod rfc3339;
+pub mod routes;
+pub mod service;
+pub mod store;
+pub mod ttl;
+pub mod ulid;
+pub mod validate;
+
+#[cfg(target_arch = "wasm32")]
+mod spin;
+
+// SQLite on the host stands in for Spin's: host tests only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod testdb;

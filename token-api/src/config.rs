@@ -1,0 +1,168 @@
+//! Operator settings, read from Spin variables on every request (an instance
+//! keeps nothing between requests).
+
+use crate::ttl::{Span, TtlPolicy};
+
+/// Spin variables the component reads (component-level names).
+pub const VARIABLES: [&str; 4] = [
+    "admin_key_sha256",
+    "max_ttl",
+    "default_ttl",
+    "default_cache_ttl_s",
+];
+
+/// Defaults for the optional variables; `spin.toml` carries the same values.
+pub const DEFAULT_MAX_TTL: &str = "365d";
+pub const DEFAULT_DEFAULT_TTL: &str = "90d";
+pub const DEFAULT_CACHE_TTL_S: u32 = 30;
+/// Longest `cache_ttl_s` introspect may hand out: gateways re-check at least this often.
+pub const MAX_CACHE_TTL_S: u32 = 3_600;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Lowercase hex SHA-256 of the admin key.
+    pub admin_key_sha256: String,
+    pub ttl: TtlPolicy,
+    /// Upper bound of introspect's `cache_ttl_s`.
+    pub default_cache_ttl_s: u32,
+}
+
+impl Config {
+    /// Builds the configuration from variable lookups (`None` = unset or empty).
+    /// Errors name the variable and say what a good value looks like.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let admin = get("admin_key_sha256").ok_or(
+            "variable admin_key_sha256 is not set: give the SHA-256 hex of the admin key \
+             (printf %s \"$KEY\" | sha256sum)",
+        )?;
+        let admin = admin.trim().to_ascii_lowercase();
+        if admin.len() != 64 || !admin.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "variable admin_key_sha256 must be 64 hex characters (the SHA-256 of the admin \
+                 key, never the key itself); got {} characters",
+                admin.len()
+            ));
+        }
+        let span = |name: &str, default: &str| {
+            let v = get(name).unwrap_or_else(|| default.to_owned());
+            Span::parse(v.trim()).ok_or_else(|| {
+                format!("variable {name} = {v:?} is not a duration like 365d, 12h, 45m or never")
+            })
+        };
+        let ttl = TtlPolicy {
+            max: span("max_ttl", DEFAULT_MAX_TTL)?,
+            default: span("default_ttl", DEFAULT_DEFAULT_TTL)?,
+        };
+        let exceeds = match (ttl.default, ttl.max) {
+            (Span::Never, Span::Secs(_)) => true,
+            (Span::Secs(d), Span::Secs(m)) => d > m,
+            (_, Span::Never) => false,
+        };
+        if exceeds {
+            return Err(format!(
+                "variable default_ttl ({}) exceeds max_ttl ({}); lower default_ttl or raise max_ttl",
+                ttl.default, ttl.max
+            ));
+        }
+        let cache = match get("default_cache_ttl_s") {
+            None => DEFAULT_CACHE_TTL_S,
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= MAX_CACHE_TTL_S)
+                .ok_or_else(|| {
+                    format!(
+                        "variable default_cache_ttl_s = {v:?} must be a whole number of seconds \
+                         from 0 to {MAX_CACHE_TTL_S}"
+                    )
+                })?,
+        };
+        Ok(Config {
+            admin_key_sha256: admin,
+            ttl,
+            default_cache_ttl_s: cache,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "8d969eef6ecad3c29a3a629280e686cf0c3f5d5a86aff3ca12020c923adc6c92";
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
+        Config::from_vars(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = config(&[("admin_key_sha256", SHA)]).unwrap();
+        assert_eq!(c.admin_key_sha256, SHA);
+        assert_eq!(c.ttl.max, Span::Secs(365 * 86_400));
+        assert_eq!(c.ttl.default, Span::Secs(90 * 86_400));
+        assert_eq!(c.default_cache_ttl_s, 30);
+    }
+
+    #[test]
+    fn values_are_read_and_normalised() {
+        let upper = SHA.to_uppercase();
+        let c = config(&[
+            ("admin_key_sha256", &format!(" {upper}\n")),
+            ("max_ttl", "never"),
+            ("default_ttl", "never"),
+            ("default_cache_ttl_s", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.admin_key_sha256, SHA);
+        assert_eq!((c.ttl.max, c.ttl.default), (Span::Never, Span::Never));
+        assert_eq!(c.default_cache_ttl_s, 0);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (vars, names) in [
+            (vec![], "admin_key_sha256"),
+            (vec![("admin_key_sha256", "hunter2")], "admin_key_sha256"),
+            (vec![("admin_key_sha256", &SHA[1..])], "admin_key_sha256"),
+            (
+                vec![("admin_key_sha256", SHA), ("max_ttl", "1y")],
+                "max_ttl",
+            ),
+            (
+                vec![("admin_key_sha256", SHA), ("default_ttl", "0d")],
+                "default_ttl",
+            ),
+            (
+                vec![
+                    ("admin_key_sha256", SHA),
+                    ("max_ttl", "30d"),
+                    ("default_ttl", "31d"),
+                ],
+                "exceeds max_ttl",
+            ),
+            (
+                vec![("admin_key_sha256", SHA), ("default_ttl", "never")],
+                "exceeds max_ttl",
+            ),
+            (
+                vec![("admin_key_sha256", SHA), ("default_cache_ttl_s", "-1")],
+                "default_cache_ttl_s",
+            ),
+            (
+                vec![("admin_key_sha256", SHA), ("default_cache_ttl_s", "3601")],
+                "default_cache_ttl_s",
+            ),
+        ] {
+            let e = config(&vars).unwrap_err();
+            assert!(e.contains(names), "{vars:?}: {e}");
+            assert!(!e.contains("hunter2"), "a wrong key value is never echoed");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Pagination cursors. List and audit cursors are opaque to callers (hex of a
+//! tagged position, so one kind is never mistaken for the other); the
+//! revocations feed cursor is a plain sequence number.
+
+use crate::error::ApiError;
+use crate::ulid;
+
+/// Position after the last token of a page: `(created_at, id)`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+/// Position after the last audit event of a page, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditCursor {
+    pub seq: i64,
+}
+
+/// Where a revocations feed read starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// Entries with a sequence number above this one.
+    After(i64),
+    /// No history: only the current position.
+    Now,
+}
+
+impl ListCursor {
+    pub fn encode(&self) -> String {
+        hex(format!("t{}.{}", self.created_at, self.id).as_bytes())
+    }
+
+    pub fn decode(s: &str) -> Result<Self, ApiError> {
+        let text = unhex(s).ok_or_else(bad_cursor)?;
+        let (at, id) = text
+            .strip_prefix('t')
+            .and_then(|rest| rest.split_once('.'))
+            .ok_or_else(bad_cursor)?;
+        let created_at = parse_i64(at).ok_or_else(bad_cursor)?;
+        if !ulid::is_token_id(id) {
+            return Err(bad_cursor());
+        }
+        Ok(ListCursor {
+            created_at,
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl AuditCursor {
+    pub fn encode(&self) -> String {
+        hex(format!("a{}", self.seq).as_bytes())
+    }
+
+    pub fn decode(s: &str) -> Result<Self, ApiError> {
+        let text = unhex(s).ok_or_else(bad_cursor)?;
+        let seq = text
+            .strip_prefix('a')
+            .and_then(parse_i64)
+            .ok_or_else(bad_cursor)?;
+        Ok(AuditCursor { seq })
+    }
+}
+
+impl Since {
+    /// `since` of the revocations feed: absent = from the beginning, `now` =
+    /// from the current position, else a cursor the feed returned.
+    pub fn parse(s: Option<&str>) -> Result<Self, ApiError> {
+        match s {
+            None => Ok(Since::After(0)),
+            Some("now") => Ok(Since::Now),
+            Some(s) => parse_i64(s).map(Since::After).ok_or_else(|| {
+                ApiError::invalid(
+                    "since",
+                    format!(
+                        "since {s:?} is not a cursor from this feed: pass the \"cursor\" of the \
+                         previous answer, \"now\", or nothing to start from the beginning"
+                    ),
+                )
+            }),
+        }
+    }
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::invalid(
+        "cursor",
+        "cursor is not one this route returned; pass \"next_cursor\" unchanged, or omit it to start from the newest",
+    )
+}
+
+/// A non-negative decimal without sign or leading zeros.
+fn parse_i64(s: &str) -> Option<i64> {
+    let canonical =
+        !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    canonical.then(|| s.parse().ok()).flatten()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    mcpgw_token::format::hex(bytes)
+}
+
+fn unhex(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    if b.is_empty() || !b.len().is_multiple_of(2) || b.len() > 256 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let bytes = b
+        .chunks_exact(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "tok_01ARZ3NDEKTSV4RRFFQ69G5FAV";
+
+    #[test]
+    fn list_cursor_round_trips() {
+        for created_at in [0, 1, 1_795_459_243, i64::MAX] {
+            let c = ListCursor {
+                created_at,
+                id: ID.into(),
+            };
+            assert_eq!(ListCursor::decode(&c.encode()), Ok(c));
+        }
+    }
+
+    #[test]
+    fn audit_cursor_round_trips() {
+        for seq in [0, 1, 999, i64::MAX] {
+            let c = AuditCursor { seq };
+            assert_eq!(AuditCursor::decode(&c.encode()), Ok(c));
+        }
+    }
+
+    #[test]
+    fn bad_cursors_are_invalid_cursor() {
+        let list = ListCursor {
+            created_at: 5,
+            id: ID.into(),
+        }
+        .encode();
+        let audit = AuditCursor { seq: 5 }.encode();
+        let bad = [
+            String::new(),
+            "zz".into(),
+            "abc".into(),
+            list.to_uppercase(),
+            list[..list.len() - 2].to_owned(),
+            hex(b"t5"),
+            hex(b"t-5.tok_01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+            hex(b"t05.tok_01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+            hex(b"t5.tok_nope"),
+            hex(b"t99999999999999999999.tok_01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+            hex(&[0xff, 0xfe]),
+            audit.clone(),
+            "a".repeat(300),
+        ];
+        for b in &bad {
+            let e = ListCursor::decode(b).unwrap_err();
+            assert_eq!(
+                (e.status, e.code.as_str()),
+                (400, "invalid_cursor"),
+                "{b:?}"
+            );
+        }
+        for b in [list.as_str(), "", &hex(b"a"), &hex(b"a-1"), &hex(b"a1x")] {
+            assert_eq!(
+                AuditCursor::decode(b).unwrap_err().code,
+                "invalid_cursor",
+                "{b:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn feed_since() {
+        assert_eq!(Since::parse(None), Ok(Since::After(0)));
+        assert_eq!(Since::parse(Some("0")), Ok(Since::After(0)));
+        assert_eq!(Since::parse(Some("42")), Ok(Since::After(42)));
+        assert_eq!(Since::parse(Some("now")), Ok(Since::Now));
+        for bad in ["", "-1", "+1", "01", "1.0", "abc", "99999999999999999999"] {
+            let e = Since::parse(Some(bad)).unwrap_err();
+            assert_eq!(
+                (e.status, e.code.as_str()),
+                (400, "invalid_since"),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,1145 @@
+//! The API end to end on the host: real requests through routing, auth,
+//! validation and the real SQL on SQLite.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+
+use futures::executor::block_on;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::body::Chunks;
+use crate::store::{DbError, Row, Value as SqlValue};
+use crate::testdb::TestDb;
+
+const ADMIN_KEY: &str = "correct horse battery staple";
+const T0_MS: i64 = 1_795_459_243_000; // 2026-11-23T18:40:43Z
+const DAY: i64 = 86_400;
+
+struct Api<D: Db = TestDb> {
+    db: D,
+    config: Config,
+    now_ms: Cell<i64>,
+}
+
+struct Req<'a> {
+    method: &'a str,
+    target: &'a str,
+    auth: Option<&'a str>,
+    content_type: Option<&'a str>,
+    body: Vec<u8>,
+}
+
+impl<'a> Req<'a> {
+    fn new(method: &'a str, target: &'a str) -> Self {
+        Req {
+            method,
+            target,
+            auth: None,
+            content_type: None,
+            body: Vec::new(),
+        }
+    }
+    fn auth(mut self, credential: &'a str) -> Self {
+        self.auth = Some(credential);
+        self
+    }
+    fn json(mut self, body: &Value) -> Self {
+        self.content_type = Some("application/json");
+        self.body = body.to_string().into_bytes();
+        self
+    }
+    fn raw(mut self, content_type: Option<&'a str>, body: &[u8]) -> Self {
+        self.content_type = content_type;
+        self.body = body.to_vec();
+        self
+    }
+}
+
+fn api() -> Api {
+    Api::with_db(TestDb::memory())
+}
+
+impl<D: Db> Api<D> {
+    fn with_db(db: D) -> Self {
+        let sha = mcpgw_token::format::sha256_hex(ADMIN_KEY);
+        let config =
+            Config::from_vars(|name| (name == "admin_key_sha256").then(|| sha.clone())).unwrap();
+        Api {
+            db,
+            config,
+            now_ms: Cell::new(T0_MS),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.now_ms.get() / 1000
+    }
+
+    fn advance(&self, secs: i64) {
+        self.advance_ms(secs * 1000);
+    }
+
+    fn advance_ms(&self, ms: i64) {
+        self.now_ms.set(self.now_ms.get() + ms);
+    }
+
+    fn send(&self, r: Req) -> Response {
+        let (path, query) = match r.target.split_once('?') {
+            Some((p, q)) => (p, Some(q.to_owned())),
+            None => (r.target, None),
+        };
+        let head = RequestHead {
+            method: r.method.into(),
+            path: path.into(),
+            query,
+            authorization: r
+                .auth
+                .map(|a| vec![format!("Bearer {a}")])
+                .unwrap_or_default(),
+            content_type: r.content_type.map(str::to_owned),
+            content_length: (!r.body.is_empty()).then(|| r.body.len().to_string()),
+        };
+        let resp = block_on(handle(
+            &head,
+            Chunks::of(&r.body),
+            Ok(&self.config),
+            self.now_ms.get(),
+            &self.db,
+        ));
+        // Every answer with a body is JSON; every error has the one shape.
+        if !resp.body.is_empty() {
+            let v = resp.json_body().expect("JSON body");
+            assert_eq!(resp.header("content-type"), Some("application/json"));
+            if resp.status >= 400 && path != "/health" {
+                let e = &v["error"];
+                assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
+                assert_eq!(e.as_object().unwrap().len(), 2, "{v}");
+                let code = e["code"].as_str().unwrap();
+                assert!(
+                    code.bytes().all(|c| c.is_ascii_lowercase() || c == b'_'),
+                    "{code}"
+                );
+                assert!(!e["message"].as_str().unwrap().is_empty());
+            }
+        }
+        resp
+    }
+
+    fn get(&self, target: &str, auth: &str) -> Response {
+        self.send(Req::new("GET", target).auth(auth))
+    }
+
+    /// Creates a token as `auth`, expecting 201; returns (record view + token).
+    fn create(&self, auth: &str, body: Value) -> Value {
+        let r = self.send(Req::new("POST", "/api/v1/mcptokens").auth(auth).json(&body));
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        r.json_body().unwrap()
+    }
+
+    fn create_err(&self, auth: &str, body: Value) -> (u16, String, String) {
+        let r = self.send(Req::new("POST", "/api/v1/mcptokens").auth(auth).json(&body));
+        let v = r.json_body().unwrap();
+        (
+            r.status,
+            v["error"]["code"].as_str().unwrap_or_default().to_owned(),
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    }
+
+    fn introspect(&self, token: &str) -> Value {
+        let r = self.send(Req::new("GET", "/api/v1/mcptokens/introspect").auth(token));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        r.json_body().unwrap()
+    }
+
+    fn revoke(&self, auth: &str, id: &str) -> Response {
+        self.send(Req::new("POST", &format!("/api/v1/mcptokens/{id}/revoke")).auth(auth))
+    }
+}
+
+fn token_of(v: &Value) -> String {
+    v["token"].as_str().unwrap().to_owned()
+}
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+fn code(r: &Response) -> (u16, String) {
+    let v = r.json_body().unwrap_or(Value::Null);
+    (
+        r.status,
+        v["error"]["code"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// A Db that counts statements, to prove which paths touch storage.
+struct Counting {
+    inner: TestDb,
+    statements: Cell<usize>,
+}
+
+impl Db for Counting {
+    async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<Row>, DbError> {
+        self.statements.set(self.statements.get() + 1);
+        self.inner.query(sql, params).await
+    }
+}
+
+/// A Db whose every statement fails, as an unreachable database would.
+struct Broken;
+
+impl Db for Broken {
+    async fn query(&self, _: &str, _: Vec<SqlValue>) -> Result<Vec<Row>, DbError> {
+        Err(DbError(
+            "unable to open database file /srv/secret/path.db".into(),
+        ))
+    }
+}
+
+#[test]
+fn health_reports_storage() {
+    let a = api();
+    let r = a.send(Req::new("GET", "/health"));
+    assert_eq!(
+        (r.status, r.json_body()),
+        (200, Some(json!({"status": "ok", "storage": "ok"})))
+    );
+    let b = Api::with_db(Broken);
+    let r = b.send(Req::new("GET", "/health"));
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json_body().unwrap()["storage"], "unreachable");
+}
+
+#[test]
+fn storage_failures_are_500_without_internals() {
+    let b = Api::with_db(Broken);
+    for r in [
+        b.get("/api/v1/mcptokens", ADMIN_KEY),
+        b.send(Req::new("GET", "/api/v1/mcptokens/revocations")),
+        b.introspect_raw(&mcpgw_token::format::generate().unwrap()),
+    ] {
+        assert_eq!(code(&r), (500, "internal".into()));
+        assert!(!String::from_utf8_lossy(&r.body).contains("secret"));
+    }
+}
+
+impl<D: Db> Api<D> {
+    fn introspect_raw(&self, token: &str) -> Response {
+        self.send(Req::new("GET", "/api/v1/mcptokens/introspect").auth(token))
+    }
+}
+
+#[test]
+fn misconfiguration_fails_closed_but_health_answers() {
+    let a = api();
+    let head = |path: &str| RequestHead {
+        method: "GET".into(),
+        path: path.into(),
+        authorization: vec![format!("Bearer {ADMIN_KEY}")],
+        ..Default::default()
+    };
+    for path in ["/api/v1/mcptokens", "/api/v1/mcptokens/introspect"] {
+        let r = block_on(handle(
+            &head(path),
+            Chunks::of(b""),
+            Err("max_ttl bad"),
+            T0_MS,
+            &a.db,
+        ));
+        assert_eq!(code(&r), (500, "internal".into()));
+        assert!(!String::from_utf8_lossy(&r.body).contains("max_ttl"));
+    }
+    let r = block_on(handle(
+        &head("/health"),
+        Chunks::of(b""),
+        Err("x"),
+        T0_MS,
+        &a.db,
+    ));
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn admin_creates_a_token_shown_once() {
+    let a = api();
+    let r = a.send(
+        Req::new("POST", "/api/v1/mcptokens")
+            .auth(ADMIN_KEY)
+            .json(&json!({"name": "ci bot", "tenant": "acme"})),
+    );
+    assert_eq!(r.status, 201);
+    let v = r.json_body().unwrap();
+    let token = token_of(&v);
+    assert_eq!(mcpgw_token::format::validate(&token), Ok(()));
+    assert_eq!(v["hint"], mcpgw_token::format::hint(&token));
+    assert!(token.starts_with(v["hint"].as_str().unwrap().trim_end_matches('…')));
+    assert!(crate::ulid::is_token_id(&id_of(&v)));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/api/v1/mcptokens/{}", id_of(&v)).as_str())
+    );
+    let expected = json!({
+        "id": id_of(&v),
+        "name": "ci bot",
+        "tenant": "acme",
+        "project": "default",
+        "scopes": ["mcp:*"],
+        "status": "active",
+        "hint": v["hint"],
+        "created_by": "admin",
+        "created_at": "2026-11-23T18:40:43Z",
+        "expires_at": "2027-02-21T18:40:43Z",
+        "revoked_at": null,
+        "last_used_at": null,
+        "token": token,
+    });
+    assert_eq!(v, expected);
+    // Never again: describe and list carry neither the token nor its hash.
+    let sha = mcpgw_token::format::sha256_hex(&token);
+    for r in [
+        a.get(&format!("/api/v1/mcptokens/{}", id_of(&v)), ADMIN_KEY),
+        a.get("/api/v1/mcptokens", ADMIN_KEY),
+    ] {
+        let text = String::from_utf8(r.body).unwrap();
+        assert!(
+            !text.contains(&token[11..]) && !text.contains(&sha),
+            "{text}"
+        );
+        assert!(!text.contains("\"token\""), "{text}");
+    }
+    // Hashed at rest: the raw token is nowhere in the database.
+    let stored: String = a.db.raw(|c| {
+        c.query_row("SELECT token_sha FROM tokens", [], |r| r.get(0))
+            .unwrap()
+    });
+    assert_eq!(stored, sha);
+}
+
+#[test]
+fn create_validates_every_field() {
+    let a = api();
+    let base = |extra: Value| {
+        let mut b = json!({"name": "n", "tenant": "acme"});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (body, want, says) in [
+        (
+            json!({"tenant": "acme"}),
+            "invalid_name",
+            "name is required",
+        ),
+        (base(json!({"name": ""})), "invalid_name", "empty"),
+        (
+            base(json!({"name": "x".repeat(65)})),
+            "invalid_name",
+            "limit is 64",
+        ),
+        (
+            base(json!({"name": "bad\u{7}bell"})),
+            "invalid_name",
+            "control character",
+        ),
+        (json!({"name": "n"}), "invalid_tenant", "tenant is required"),
+        (
+            base(json!({"tenant": "_system"})),
+            "invalid_tenant",
+            "reserved",
+        ),
+        (
+            base(json!({"tenant": "Acme"})),
+            "invalid_tenant",
+            "lower case",
+        ),
+        (
+            base(json!({"project": "_internal"})),
+            "invalid_project",
+            "reserved",
+        ),
+        (base(json!({"project": "a/b"})), "invalid_project", "'/'"),
+        (
+            base(json!({"ttl": "forever"})),
+            "invalid_ttl",
+            "30d, 12h, 45m",
+        ),
+        (base(json!({"ttl": "0d"})), "invalid_ttl", "30d, 12h, 45m"),
+        (
+            base(json!({"ttl": "400d"})),
+            "invalid_ttl",
+            "max_ttl of 365d",
+        ),
+        (
+            base(json!({"ttl": "never"})),
+            "invalid_ttl",
+            "max_ttl of 365d",
+        ),
+        (
+            base(json!({"ttl": "2020-01-01"})),
+            "invalid_ttl",
+            "in the future",
+        ),
+        (
+            base(json!({"expires_at": "tomorrow"})),
+            "invalid_expires_at",
+            "RFC 3339",
+        ),
+        (
+            base(json!({"expires_at": "2026-11-23T18:40:43Z"})),
+            "invalid_expires_at",
+            "in the future",
+        ),
+        (
+            base(json!({"ttl": "1d", "expires_at": "2027-01-01"})),
+            "invalid_ttl",
+            "not both",
+        ),
+        (
+            base(json!({"scopes": ["mcp:"]})),
+            "invalid_scopes",
+            "invalid scope \"mcp:\"",
+        ),
+        (
+            base(json!({"scopes": ["tokens:admin"]})),
+            "invalid_scopes",
+            "\"tokens:admin\"",
+        ),
+        (
+            base(json!({"scopes": ["mcp:tools/list:x"]})),
+            "invalid_scopes",
+            "\"mcp:tools/list:x\"",
+        ),
+        (
+            base(json!({"scopes": "mcp:*"})),
+            "invalid_scopes",
+            "array of strings",
+        ),
+        (
+            base(json!({"rbac": "all"})),
+            "invalid_rbac",
+            "\"clone\" or \"empty\"",
+        ),
+        (
+            base(json!({"rbac": "empty", "scopes": []})),
+            "invalid_rbac",
+            "not both",
+        ),
+        (
+            base(json!({"rbac": "clone"})),
+            "invalid_rbac",
+            "admin key has none",
+        ),
+        (base(json!({"owner": "me"})), "unknown_field", "\"owner\""),
+    ] {
+        let (status, got, message) = a.create_err(ADMIN_KEY, body.clone());
+        assert_eq!((status, got.as_str()), (400, want), "{body}: {message}");
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    assert_eq!(
+        a.db.raw(|c| c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0)))
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn create_accepts_every_lifetime_form() {
+    let a = api();
+    let now = a.now();
+    for (i, (field, value, exp)) in [
+        ("ttl", "30d", Some(now + 30 * DAY)),
+        ("ttl", "12h", Some(now + 12 * 3600)),
+        ("ttl", "45m", Some(now + 45 * 60)),
+        ("ttl", "2027-01-01", Some(1_798_761_600)),
+        (
+            "ttl",
+            "2027-01-01T06:00:00+01:00",
+            Some(1_798_761_600 + 5 * 3600),
+        ),
+        ("expires_at", "2027-03-01T00:00:00Z", Some(1_803_859_200)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let v = a.create(
+            ADMIN_KEY,
+            json!({"name": format!("t{i}"), "tenant": "acme", field: value}),
+        );
+        let introspected = a.introspect(&token_of(&v));
+        assert_eq!(introspected["exp"], json!(exp), "{field}={value}");
+    }
+    // `never` needs an operator who lifts max_ttl.
+    let mut unlimited = api();
+    unlimited.config.ttl.max = crate::ttl::Span::Never;
+    let v = unlimited.create(
+        ADMIN_KEY,
+        json!({"name": "forever", "tenant": "acme", "ttl": "never"}),
+    );
+    assert_eq!(v["expires_at"], Value::Null);
+    let i = unlimited.introspect(&token_of(&v));
+    assert_eq!(
+        (i["exp"].clone(), i["cache_ttl_s"].clone()),
+        (Value::Null, json!(30))
+    );
+}
+
+#[test]
+fn media_type_and_size_limits() {
+    let a = api();
+    let body = br#"{"name":"n","tenant":"acme"}"#;
+    let post = || Req::new("POST", "/api/v1/mcptokens").auth(ADMIN_KEY);
+    assert_eq!(code(&a.send(post().raw(Some("text/plain"), body))).0, 415);
+    assert_eq!(code(&a.send(post().raw(None, body))).0, 415);
+    assert_eq!(
+        a.send(post().raw(Some("application/json; charset=utf-8"), body))
+            .status,
+        201
+    );
+    let mut huge = br#"{"name":"n2","tenant":"acme","scopes":["#.to_vec();
+    while huge.len() <= 64 * 1024 {
+        huge.extend_from_slice(b"\"mcp:*\",");
+    }
+    huge.extend_from_slice(b"\"mcp:*\"]}");
+    assert_eq!(
+        code(&a.send(post().raw(Some("application/json"), &huge))),
+        (413, "body_too_large".into())
+    );
+    assert_eq!(
+        code(&a.send(post().raw(Some("application/json"), b"{nope"))),
+        (400, "invalid_json".into())
+    );
+    // Revoke takes no body or a JSON one.
+    let id = id_of(&a.create(ADMIN_KEY, json!({"name": "r", "tenant": "acme"})));
+    let revoke = || Req::new("POST", "/api/v1/mcptokens/ID/revoke");
+    let path = format!("/api/v1/mcptokens/{id}/revoke");
+    let r = a.send(Req {
+        target: &path,
+        ..revoke().auth(ADMIN_KEY).raw(Some("text/plain"), b"x")
+    });
+    assert_eq!(r.status, 415);
+    let r = a.send(Req {
+        target: &path,
+        ..revoke().auth(ADMIN_KEY).json(&json!({"reason": "rotated"}))
+    });
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn names_are_unique_among_live_tokens() {
+    let a = api();
+    let first = a.create(ADMIN_KEY, json!({"name": "deploy", "tenant": "acme"}));
+    let (status, c, message) = a.create_err(ADMIN_KEY, json!({"name": "deploy", "tenant": "acme"}));
+    assert_eq!((status, c.as_str()), (409, "name_taken"));
+    assert!(message.contains(&id_of(&first)), "{message}");
+    a.create(
+        ADMIN_KEY,
+        json!({"name": "deploy", "tenant": "acme", "project": "web"}),
+    );
+    a.create(ADMIN_KEY, json!({"name": "deploy", "tenant": "globex"}));
+    assert_eq!(a.revoke(ADMIN_KEY, &id_of(&first)).status, 200);
+    a.create(ADMIN_KEY, json!({"name": "deploy", "tenant": "acme"}));
+}
+
+#[test]
+fn introspect_reports_each_state() {
+    let a = api();
+    let v = a.create(ADMIN_KEY, json!({"name": "n", "tenant": "acme", "project": "web", "ttl": "1h", "scopes": ["mcp:tools/list", "mcp:tools/call:search_*"]}));
+    let token = token_of(&v);
+    let iat = a.now();
+    assert_eq!(
+        a.introspect(&token),
+        json!({
+            "active": true,
+            "token_id": id_of(&v),
+            "name": "n",
+            "tenant": "acme",
+            "project": "web",
+            "scopes": ["mcp:tools/list", "mcp:tools/call:search_*"],
+            "exp": iat + 3600,
+            "iat": iat,
+            "cache_ttl_s": 30,
+        })
+    );
+    // Close to expiry the cache lifetime shrinks so no cache outlives the token.
+    a.advance(3600 - 7);
+    assert_eq!(a.introspect(&token)["cache_ttl_s"], 7);
+    a.advance(7);
+    assert_eq!(
+        a.introspect(&token),
+        json!({"active": false, "reason": "expired"})
+    );
+
+    let live = token_of(&a.create(ADMIN_KEY, json!({"name": "m", "tenant": "acme"})));
+    let id = a.introspect(&live)["token_id"].as_str().unwrap().to_owned();
+    assert_eq!(a.revoke(ADMIN_KEY, &id).status, 200);
+    assert_eq!(
+        a.introspect(&live),
+        json!({"active": false, "reason": "revoked"})
+    );
+
+    let stranger = mcpgw_token::format::generate().unwrap();
+    assert_eq!(
+        a.introspect(&stranger),
+        json!({"active": false, "reason": "unknown"})
+    );
+    assert_eq!(
+        a.introspect(ADMIN_KEY),
+        json!({"active": false, "reason": "malformed"})
+    );
+
+    let r = a.send(Req::new("GET", "/api/v1/mcptokens/introspect"));
+    assert_eq!(code(&r), (401, "unauthorized".into()));
+    assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+    let r = a.send(Req::new(
+        "GET",
+        &format!("/api/v1/mcptokens/introspect?access_token={live}"),
+    ));
+    assert_eq!(code(&r).0, 400, "a token in the query string is never read");
+}
+
+#[test]
+fn malformed_tokens_cost_no_query() {
+    let a = Api::with_db(Counting {
+        inner: TestDb::memory(),
+        statements: Cell::new(0),
+    });
+    let mut token = mcpgw_token::format::generate().unwrap();
+    token.pop();
+    token.push(if token.ends_with('0') { '1' } else { '0' });
+    for bad in [token.as_str(), "mcpctl_pat_short", "hello"] {
+        assert_eq!(
+            a.introspect(bad),
+            json!({"active": false, "reason": "malformed"})
+        );
+    }
+    assert_eq!(a.db.statements.get(), 0);
+    // A well-formed one is a single lookup once the schema exists.
+    a.introspect(&mcpgw_token::format::generate().unwrap());
+    let before = a.db.statements.get();
+    a.introspect(&mcpgw_token::format::generate().unwrap());
+    assert_eq!(a.db.statements.get() - before, 1);
+}
+
+#[test]
+fn last_used_at_moves_at_most_once_a_minute() {
+    let a = api();
+    let v = a.create(ADMIN_KEY, json!({"name": "n", "tenant": "acme"}));
+    let (token, path) = (token_of(&v), format!("/api/v1/mcptokens/{}", id_of(&v)));
+    let last_used = || a.get(&path, ADMIN_KEY).json_body().unwrap()["last_used_at"].clone();
+    assert_eq!(last_used(), Value::Null);
+    a.introspect(&token);
+    assert_eq!(last_used(), "2026-11-23T18:40:43Z");
+    a.advance(59);
+    a.introspect(&token);
+    assert_eq!(last_used(), "2026-11-23T18:40:43Z");
+    a.advance(1);
+    a.introspect(&token);
+    assert_eq!(last_used(), "2026-11-23T18:41:43Z");
+}
+
+#[test]
+fn management_auth() {
+    let a = api();
+    for (auth, says) in [
+        (None, "missing credential"),
+        (Some("wrong key"), "neither the admin key nor a token"),
+        (Some("mcpctl_pat_nope"), "malformed"),
+    ] {
+        let mut req = Req::new("GET", "/api/v1/mcptokens");
+        req.auth = auth;
+        let r = a.send(req);
+        assert_eq!(code(&r), (401, "unauthorized".into()), "{auth:?}");
+        assert!(r
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer realm="));
+        assert!(String::from_utf8_lossy(&r.body).contains(says));
+    }
+    let unknown = mcpgw_token::format::generate().unwrap();
+    assert_eq!(code(&a.get("/api/v1/mcptokens", &unknown)).0, 401);
+
+    // A token without tokens:* scopes cannot manage anything.
+    let plain = token_of(&a.create(ADMIN_KEY, json!({"name": "plain", "tenant": "acme"})));
+    let r = a.get("/api/v1/mcptokens", &plain);
+    assert_eq!(code(&r), (403, "insufficient_scope".into()));
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("scope=\"tokens:read\""));
+    // tokens:write does not imply tokens:read, nor the reverse.
+    let writer = token_of(&a.create(
+        ADMIN_KEY,
+        json!({"name": "w", "tenant": "acme", "scopes": ["tokens:write"]}),
+    ));
+    assert_eq!(code(&a.get("/api/v1/mcptokens", &writer)).0, 403);
+    let reader = a.create(
+        ADMIN_KEY,
+        json!({"name": "r", "tenant": "acme", "scopes": ["tokens:read"]}),
+    );
+    assert_eq!(a.get("/api/v1/mcptokens", &token_of(&reader)).status, 200);
+    let (status, c, message) =
+        a.create_err(&token_of(&reader), json!({"name": "x", "tenant": "acme"}));
+    assert_eq!((status, c.as_str()), (403, "insufficient_scope"));
+    assert!(message.contains("\"tokens:write\""));
+    // Revoked and expired tokens stop working for management at once.
+    assert_eq!(a.revoke(ADMIN_KEY, &id_of(&reader)).status, 200);
+    let r = a.get("/api/v1/mcptokens", &token_of(&reader));
+    assert_eq!(code(&r).0, 401);
+    assert!(String::from_utf8_lossy(&r.body).contains("revoked"));
+    let short = token_of(&a.create(
+        ADMIN_KEY,
+        json!({"name": "s", "tenant": "acme", "ttl": "1m", "scopes": ["tokens:read"]}),
+    ));
+    assert_eq!(a.get("/api/v1/mcptokens", &short).status, 200);
+    a.advance(60);
+    assert_eq!(code(&a.get("/api/v1/mcptokens", &short)).0, 401);
+}
+
+/// A token managing tokens: its own tenant + project, its own scopes at most.
+#[test]
+fn tokens_manage_only_their_tenant_within_their_ceiling() {
+    let a = api();
+    let manager = a.create(
+        ADMIN_KEY,
+        json!({"name": "mgr", "tenant": "acme", "project": "web",
+               "scopes": ["tokens:read", "tokens:write", "mcp:tools/list", "mcp:tools/call:search_*"]}),
+    );
+    let mgr = token_of(&manager);
+    let globex = a.create(ADMIN_KEY, json!({"name": "g", "tenant": "globex"}));
+    let acme_other_project = a.create(ADMIN_KEY, json!({"name": "o", "tenant": "acme"}));
+
+    // Explicit scopes within the ceiling bind exactly; project defaults to the creator's.
+    let child = a.create(
+        &mgr,
+        json!({"name": "c1", "tenant": "acme", "scopes": ["mcp:tools/call:search_web"]}),
+    );
+    assert_eq!(child["project"], "web");
+    assert_eq!(child["scopes"], json!(["mcp:tools/call:search_web"]));
+    assert_eq!(child["created_by"], format!("token:{}", id_of(&manager)));
+    // Wildcards inside the ceiling's wildcard are covered too.
+    let c = a.create(&mgr, json!({"name": "c2", "tenant": "acme", "scopes": ["mcp:tools/call:search_*_v2", "mcp:tools/list"]}));
+    assert_eq!(
+        c["scopes"],
+        json!(["mcp:tools/call:search_*_v2", "mcp:tools/list"])
+    );
+    // clone copies, empty grants nothing beyond lifecycle traffic.
+    let cloned = a.create(
+        &mgr,
+        json!({"name": "c3", "tenant": "acme", "rbac": "clone"}),
+    );
+    assert_eq!(cloned["scopes"], manager["scopes"]);
+    let empty = a.create(
+        &mgr,
+        json!({"name": "c4", "tenant": "acme", "rbac": "empty"}),
+    );
+    assert_eq!(empty["scopes"], json!([]));
+
+    // Beyond the ceiling: 403 naming the scope, suggesting clone, audited.
+    for (scopes, offending) in [
+        (json!(null), "mcp:*"),
+        (json!(["mcp:tools/call:*"]), "mcp:tools/call:*"),
+        (
+            json!(["mcp:tools/list", "mcp:resources/read"]),
+            "mcp:resources/read",
+        ),
+        (json!(["mcp:tools/call"]), "mcp:tools/call"),
+    ] {
+        let mut body = json!({"name": "over", "tenant": "acme"});
+        if !scopes.is_null() {
+            body["scopes"] = scopes;
+        }
+        let (status, c, message) = a.create_err(&mgr, body);
+        assert_eq!(
+            (status, c.as_str()),
+            (403, "scope_exceeds_ceiling"),
+            "{message}"
+        );
+        assert!(message.contains(&format!("{offending:?}")), "{message}");
+        assert!(message.contains("\"rbac\": \"clone\""), "{message}");
+    }
+    // Other tenant or project: tenant_mismatch, audited as well.
+    for body in [
+        json!({"name": "x", "tenant": "globex"}),
+        json!({"name": "x", "tenant": "acme", "project": "default"}),
+    ] {
+        assert_eq!(a.create_err(&mgr, body).1, "tenant_mismatch");
+    }
+    let audit = a.get("/api/v1/audit?event=x", ADMIN_KEY);
+    assert_eq!(code(&audit).1, "unknown_parameter");
+    let audit = a
+        .get("/api/v1/audit?tenant=acme&project=web", ADMIN_KEY)
+        .json_body()
+        .unwrap();
+    let denied: Vec<&Value> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "denied_create")
+        .collect();
+    assert_eq!(denied.len(), 6);
+    let sha = mcpgw_token::format::sha256_hex(&mgr);
+    assert!(denied
+        .iter()
+        .all(|e| e["actor"] == format!("McpToken:{sha}")));
+    assert_eq!(
+        denied.last().unwrap()["detail"],
+        json!({"reason": "scope_exceeds_ceiling", "scope": "mcp:*"})
+    );
+
+    // Listing is confined, and asking for elsewhere is refused.
+    let list = a.get("/api/v1/mcptokens", &mgr).json_body().unwrap();
+    let tenants: HashSet<(String, String)> = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tenant"].as_str().unwrap().into(),
+                t["project"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(tenants, HashSet::from([("acme".into(), "web".into())]));
+    assert_eq!(list["tokens"].as_array().unwrap().len(), 5);
+    for q in [
+        "tenant=globex",
+        "project=default",
+        "tenant=acme&project=default",
+    ] {
+        let r = a.get(&format!("/api/v1/mcptokens?{q}"), &mgr);
+        assert_eq!(code(&r), (403, "tenant_mismatch".into()), "{q}");
+    }
+    assert_eq!(
+        a.get("/api/v1/mcptokens?tenant=acme&project=web", &mgr)
+            .status,
+        200
+    );
+    assert_eq!(
+        code(&a.get("/api/v1/audit?tenant=globex", &mgr)).1,
+        "tenant_mismatch"
+    );
+
+    // Other tenants' tokens do not exist for it: 404, and they stay intact.
+    for other in [&globex, &acme_other_project] {
+        let path = format!("/api/v1/mcptokens/{}", id_of(other));
+        assert_eq!(code(&a.get(&path, &mgr)), (404, "not_found".into()));
+        assert_eq!(code(&a.revoke(&mgr, &id_of(other))).0, 404);
+        assert_eq!(code(&a.send(Req::new("DELETE", &path).auth(&mgr))).0, 404);
+        assert_eq!(a.introspect(&token_of(other))["active"], true);
+    }
+    // Its own: fine.
+    assert_eq!(a.revoke(&mgr, &id_of(&child)).status, 200);
+    let own_audit = a.get("/api/v1/audit", &mgr).json_body().unwrap();
+    assert!(own_audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["tenant"] == "acme" && e["project"] == "web"));
+}
+
+#[test]
+fn scopes_are_canonical_and_deduplicated() {
+    let a = api();
+    let v = a.create(
+        ADMIN_KEY,
+        json!({"name": "n", "tenant": "acme", "scopes": ["mcp:tools/list", "tokens:read", "mcp:tools/list"]}),
+    );
+    assert_eq!(v["scopes"], json!(["mcp:tools/list", "tokens:read"]));
+}
+
+#[test]
+fn describe_revoke_delete_lifecycle() {
+    let a = api();
+    let v = a.create(ADMIN_KEY, json!({"name": "n", "tenant": "acme"}));
+    let (id, token) = (id_of(&v), token_of(&v));
+    let path = format!("/api/v1/mcptokens/{id}");
+    let described = a.get(&path, ADMIN_KEY).json_body().unwrap();
+    let mut expected = v.clone();
+    expected.as_object_mut().unwrap().remove("token");
+    assert_eq!(described, expected);
+
+    a.advance(5);
+    let r = a.revoke(ADMIN_KEY, &id);
+    assert_eq!(r.status, 200);
+    let revoked = r.json_body().unwrap();
+    assert_eq!(
+        (revoked["status"].clone(), revoked["revoked_at"].clone()),
+        (json!("revoked"), json!("2026-11-23T18:40:48Z"))
+    );
+    a.advance(5);
+    // Idempotent: same answer, no second feed entry.
+    assert_eq!(a.revoke(ADMIN_KEY, &id).json_body().unwrap(), revoked);
+    let feed = a
+        .send(Req::new("GET", "/api/v1/mcptokens/revocations"))
+        .json_body()
+        .unwrap();
+    assert_eq!(
+        feed["revoked"],
+        json!([mcpgw_token::format::sha256_hex(&token)])
+    );
+
+    // Revoked tokens are listed only on request.
+    let list = |q: &str| {
+        a.get(&format!("/api/v1/mcptokens{q}"), ADMIN_KEY)
+            .json_body()
+            .unwrap()["tokens"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!((list(""), list("?include_revoked=true")), (0, 1));
+
+    let r = a.send(Req::new("DELETE", &path).auth(ADMIN_KEY));
+    assert_eq!((r.status, r.body.len()), (204, 0));
+    assert_eq!(
+        code(&a.send(Req::new("DELETE", &path).auth(ADMIN_KEY))),
+        (404, "not_found".into())
+    );
+    assert_eq!(code(&a.get(&path, ADMIN_KEY)).0, 404);
+    assert_eq!(code(&a.revoke(ADMIN_KEY, &id)).0, 404);
+    assert_eq!(
+        a.introspect(&token),
+        json!({"active": false, "reason": "unknown"})
+    );
+    // Ids that cannot exist are 404 too, without a lookup.
+    assert_eq!(code(&a.get("/api/v1/mcptokens/tok_nope", ADMIN_KEY)).0, 404);
+
+    let events = a
+        .get(&format!("/api/v1/audit?token_id={id}"), ADMIN_KEY)
+        .json_body()
+        .unwrap();
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["deleted", "revoked", "created"]);
+    let created = &events["events"][2];
+    assert_eq!(
+        created["token_sha"],
+        mcpgw_token::format::sha256_hex(&token)
+    );
+    assert_eq!(created["token_name"], "n");
+    assert_eq!(created["actor"], "admin");
+    assert_eq!(created["at"], "2026-11-23T18:40:43Z");
+    assert_eq!(created["detail"]["scopes"], json!(["mcp:*"]));
+    assert_eq!(
+        code(&a.get("/api/v1/audit?token_id=nope", ADMIN_KEY)).1,
+        "invalid_token_id"
+    );
+}
+
+#[test]
+fn revocations_feed_order_cursor_and_paging() {
+    let a = api();
+    let feed = |q: &str| {
+        let r = a.send(Req::new(
+            "GET",
+            &format!("/api/v1/mcptokens/revocations{q}"),
+        ));
+        assert_eq!(r.status, 200, "{q}");
+        r.json_body().unwrap()
+    };
+    assert_eq!(
+        feed(""),
+        json!({"cursor": "0", "revoked": [], "more": false})
+    );
+    let mut shas = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let v = a.create(
+            ADMIN_KEY,
+            json!({"name": format!("t{i}"), "tenant": "acme"}),
+        );
+        shas.push(mcpgw_token::format::sha256_hex(&token_of(&v)));
+        ids.push(id_of(&v));
+    }
+    a.revoke(ADMIN_KEY, &ids[2]);
+    a.revoke(ADMIN_KEY, &ids[0]);
+    let head = feed("?since=now");
+    assert_eq!(head, json!({"cursor": "2", "revoked": [], "more": false}));
+    a.send(Req::new("DELETE", &format!("/api/v1/mcptokens/{}", ids[3])).auth(ADMIN_KEY));
+    // Deleting an already revoked token adds nothing.
+    a.send(Req::new("DELETE", &format!("/api/v1/mcptokens/{}", ids[2])).auth(ADMIN_KEY));
+    assert_eq!(
+        feed(""),
+        json!({"cursor": "3", "revoked": [shas[2], shas[0], shas[3]], "more": false})
+    );
+    assert_eq!(
+        feed("?since=2"),
+        json!({"cursor": "3", "revoked": [shas[3]], "more": false})
+    );
+    assert_eq!(
+        feed("?since=3"),
+        json!({"cursor": "3", "revoked": [], "more": false})
+    );
+    for bad in ["?since=-1", "?since=abc", "?since=1&since=2", "?cursor=1"] {
+        let r = a.send(Req::new(
+            "GET",
+            &format!("/api/v1/mcptokens/revocations{bad}"),
+        ));
+        assert_eq!(r.status, 400, "{bad}");
+    }
+
+    // Pages of 1000: `more` says when to call again, cursors chain without gaps.
+    for i in 0..1_500 {
+        a.db.raw(|c| {
+            c.execute(
+                "INSERT INTO revocations (token_sha, at) VALUES (?, 0)",
+                [format!("{i:064x}")],
+            )
+        })
+        .unwrap();
+    }
+    let first = feed("?since=3");
+    assert_eq!(first["revoked"].as_array().unwrap().len(), 1_000);
+    assert_eq!(
+        (first["cursor"].clone(), first["more"].clone()),
+        (json!("1003"), json!(true))
+    );
+    let second = feed("?since=1003");
+    assert_eq!(second["revoked"].as_array().unwrap().len(), 500);
+    assert_eq!(
+        (second["cursor"].clone(), second["more"].clone()),
+        (json!("1503"), json!(false))
+    );
+    assert_eq!(second["revoked"][0], format!("{:064x}", 1000));
+}
+
+#[test]
+fn list_paginates_over_http() {
+    let a = api();
+    for i in 0..120 {
+        a.create(ADMIN_KEY, json!({"name": format!("t{i:03}"), "tenant": if i % 2 == 0 { "acme" } else { "globex" }}));
+        // Many per second: within a second, the id's millisecond time orders them.
+        a.advance_ms(if i % 25 == 0 { 1000 } else { 1 });
+    }
+    let mut names = Vec::new();
+    let mut target = "/api/v1/mcptokens?tenant=acme&limit=7".to_owned();
+    loop {
+        let page = a.get(&target, ADMIN_KEY).json_body().unwrap();
+        let tokens = page["tokens"].as_array().unwrap();
+        assert!(tokens.len() <= 7);
+        names.extend(
+            tokens
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => target = format!("/api/v1/mcptokens?tenant=acme&limit=7&cursor={c}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..120)
+        .rev()
+        .filter(|i| i % 2 == 0)
+        .map(|i| format!("t{i:03}"))
+        .collect();
+    assert_eq!(names, expected, "newest first, every token once");
+    let all = a.get("/api/v1/mcptokens", ADMIN_KEY).json_body().unwrap();
+    assert_eq!(all["tokens"].as_array().unwrap().len(), 50);
+    assert!(all["next_cursor"].is_string());
+    for (q, want) in [
+        ("?cursor=zz", "invalid_cursor"),
+        ("?limit=0", "invalid_limit"),
+        ("?limit=501", "invalid_limit"),
+        ("?include_revoked=maybe", "invalid_include_revoked"),
+        ("?tenant=_x", "invalid_tenant"),
+        ("?sort=name", "unknown_parameter"),
+    ] {
+        assert_eq!(
+            code(&a.get(&format!("/api/v1/mcptokens{q}"), ADMIN_KEY)),
+            (400, want.into()),
+            "{q}"
+        );
+    }
+    let audit_cursor = a
+        .get("/api/v1/audit?limit=1", ADMIN_KEY)
+        .json_body()
+        .unwrap()["next_cursor"]
+        .clone();
+    let r = a.get(
+        &format!(
+            "/api/v1/mcptokens?cursor={}",
+            audit_cursor.as_str().unwrap()
+        ),
+        ADMIN_KEY,
+    );
+    assert_eq!(
+        code(&r).1,
+        "invalid_cursor",
+        "an audit cursor is not a list cursor"
+    );
+}
+
+#[test]
+fn audit_pages_newest_first() {
+    let a = api();
+    for i in 0..9 {
+        a.create(
+            ADMIN_KEY,
+            json!({"name": format!("t{i}"), "tenant": "acme"}),
+        );
+    }
+    let mut names = Vec::new();
+    let mut target = "/api/v1/audit?limit=4".to_owned();
+    loop {
+        let page = a.get(&target, ADMIN_KEY).json_body().unwrap();
+        for e in page["events"].as_array().unwrap() {
+            assert_eq!(e["event"], "created");
+            names.push(e["token_name"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => target = format!("/api/v1/audit?limit=4&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        names,
+        (0..9).rev().map(|i| format!("t{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        code(&a.get("/api/v1/audit?cursor=00", ADMIN_KEY)).1,
+        "invalid_cursor"
+    );
+}
+
+#[test]
+fn unknown_routes_and_methods() {
+    let a = api();
+    let r = a.send(Req::new("GET", "/api/v2/tokens"));
+    assert_eq!(code(&r), (404, "not_found".into()));
+    let r = a.send(Req::new("PATCH", "/api/v1/mcptokens").auth(ADMIN_KEY));
+    assert_eq!(code(&r), (405, "method_not_allowed".into()));
+    assert_eq!(r.header("allow"), Some("GET, POST"));
+    let r = a.send(Req::new("DELETE", "/health"));
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
+}
+
+#[test]
+fn several_instances_share_one_database() {
+    let dir = std::env::temp_dir().join(format!("token-api-shared-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("shared.db");
+    let _ = std::fs::remove_file(&path);
+    let one = Api::with_db(TestDb::file(&path));
+    let two = Api::with_db(TestDb::file(&path));
+    let v = one.create(ADMIN_KEY, json!({"name": "n", "tenant": "acme"}));
+    assert_eq!(two.introspect(&token_of(&v))["active"], true);
+    assert_eq!(
+        two.create_err(ADMIN_KEY, json!({"name": "n", "tenant": "acme"}))
+            .1,
+        "name_taken"
+    );
+    assert_eq!(two.revoke(ADMIN_KEY, &id_of(&v)).status, 200);
+    assert_eq!(one.introspect(&token_of(&v))["reason"], "revoked");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,405 @@
+use std::collections::HashSet;
+
+use futures::executor::block_on;
+use serde_json::json;
+
+use super::*;
+use crate::testdb::TestDb;
+use crate::ulid;
+
+const NOW: i64 = 1_795_459_243;
+
+fn record(name: &str, tenant: &str, project: &str, created_at: i64) -> TokenRecord {
+    let token = mcpgw_token::format::generate().unwrap();
+    TokenRecord {
+        id: ulid::new_token_id(created_at * 1000).unwrap(),
+        token_sha: mcpgw_token::format::sha256_hex(&token),
+        name: name.into(),
+        tenant: tenant.into(),
+        project: project.into(),
+        scopes: vec!["mcp:*".into()],
+        hint: mcpgw_token::format::hint(&token),
+        created_by: "admin".into(),
+        created_at,
+        expires_at: Some(created_at + 86_400),
+        revoked_at: None,
+        last_used_at: None,
+    }
+}
+
+fn created(t: &TokenRecord) -> NewAuditEvent {
+    audit_for(t, Event::Created, t.created_at, "admin", json!({}))
+}
+
+fn insert(store: &Store<TestDb>, t: &TokenRecord) -> Created {
+    block_on(store.create(t, &created(t))).unwrap()
+}
+
+fn count(db: &TestDb, sql: &str) -> i64 {
+    db.raw(|c| c.query_row(sql, [], |r| r.get(0)).unwrap())
+}
+
+#[test]
+fn migrations_build_the_schema_once() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    assert_eq!(block_on(store.schema_version()), Ok(0));
+    block_on(store.ensure_schema(NOW)).unwrap();
+    block_on(store.ensure_schema(NOW)).unwrap();
+    block_on(store.migrate(NOW + 1)).unwrap();
+    assert_eq!(block_on(store.schema_version()), Ok(SCHEMA_VERSION));
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM schema_version"), 1);
+    let index: String = db.raw(|c| {
+        c.query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'tokens_live_name'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    });
+    assert!(
+        index.contains("UNIQUE") && index.contains("WHERE revoked_at IS NULL"),
+        "{index}"
+    );
+}
+
+#[test]
+fn hot_paths_migrate_a_fresh_database_on_first_use() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    assert_eq!(block_on(store.token_by_sha(&"0".repeat(64), NOW)), Ok(None));
+    assert_eq!(block_on(store.schema_version()), Ok(SCHEMA_VERSION));
+    let db = TestDb::memory();
+    assert_eq!(
+        block_on(Store::new(&db).revocations(0, 10, NOW)),
+        Ok(vec![])
+    );
+}
+
+#[test]
+fn concurrent_first_requests_migrate_exactly_once() {
+    let dir = std::env::temp_dir().join(format!("token-api-mig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("race.db");
+    let _ = std::fs::remove_file(&path);
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let db = TestDb::file(&path);
+                let store = Store::new(&db);
+                // Half go through the lazy path, half through the explicit one.
+                if i % 2 == 0 {
+                    block_on(store.token_by_sha(&"0".repeat(64), NOW)).map(drop)
+                } else {
+                    block_on(store.ensure_schema(NOW))
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), Ok(()));
+    }
+    let db = TestDb::file(&path);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM schema_version"), 1);
+    assert_eq!(
+        block_on(Store::new(&db).schema_version()),
+        Ok(SCHEMA_VERSION)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn names_are_unique_among_live_tokens_of_a_tenant_project() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let first = record("ci", "acme", "default", NOW);
+    assert_eq!(insert(&store, &first), Created::Ok);
+    // Same name elsewhere is fine.
+    assert_eq!(
+        insert(&store, &record("ci", "acme", "web", NOW)),
+        Created::Ok
+    );
+    assert_eq!(
+        insert(&store, &record("ci", "globex", "default", NOW)),
+        Created::Ok
+    );
+    // Same tenant + project + name is taken, and nothing of it is written.
+    let dup = record("ci", "acme", "default", NOW + 1);
+    assert_eq!(
+        insert(&store, &dup),
+        Created::NameTaken {
+            existing_id: first.id.clone()
+        }
+    );
+    assert_eq!(block_on(store.token_by_id(&dup.id, NOW)), Ok(None));
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM audit"), 3);
+    // Revoking frees the name.
+    block_on(store.revoke(&first.id, None, NOW + 2, "admin", &json!({}))).unwrap();
+    assert_eq!(insert(&store, &dup), Created::Ok);
+    // The database itself enforces it, not only this code.
+    let unrevoke = db.raw(|c| {
+        c.execute(
+            "UPDATE tokens SET revoked_at = NULL WHERE id = ?",
+            [&first.id],
+        )
+    });
+    assert!(unrevoke.unwrap_err().to_string().contains("UNIQUE"));
+}
+
+#[test]
+fn expired_tokens_keep_their_name_until_revoked_or_deleted() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let mut old = record("nightly", "acme", "default", NOW - 10_000);
+    old.expires_at = Some(NOW - 1);
+    insert(&store, &old);
+    let again = record("nightly", "acme", "default", NOW);
+    assert!(matches!(insert(&store, &again), Created::NameTaken { .. }));
+    block_on(store.delete(&old.id, None, NOW, "admin")).unwrap();
+    assert_eq!(insert(&store, &again), Created::Ok);
+}
+
+#[test]
+fn revoke_feeds_the_hash_once_and_audits_once() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let t = record("a", "acme", "default", NOW);
+    insert(&store, &t);
+    let detail = json!({"reason": "leaked"});
+    let (r, fresh) = block_on(store.revoke(&t.id, None, NOW + 5, "admin", &detail))
+        .unwrap()
+        .unwrap();
+    assert!(fresh);
+    assert_eq!(r.revoked_at, Some(NOW + 5));
+    let (r2, fresh2) = block_on(store.revoke(&t.id, None, NOW + 9, "admin", &detail))
+        .unwrap()
+        .unwrap();
+    assert!(!fresh2);
+    assert_eq!(
+        r2.revoked_at,
+        Some(NOW + 5),
+        "a second revoke changes nothing"
+    );
+    assert_eq!(
+        block_on(store.revocations(0, 10, NOW)).unwrap(),
+        vec![(1, t.token_sha.clone())]
+    );
+    let (events, _) = block_on(store.audit_page(AuditFilter::default(), 10, None, NOW)).unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.event.event).collect();
+    assert_eq!(kinds, [Event::Revoked, Event::Created]);
+    assert_eq!(events[0].event.detail, detail);
+    assert_eq!(
+        events[0].event.token_sha.as_deref(),
+        Some(t.token_sha.as_str())
+    );
+}
+
+#[test]
+fn owners_only_reach_their_own_tokens() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let t = record("a", "acme", "default", NOW);
+    insert(&store, &t);
+    let other = Owner {
+        tenant: "globex",
+        project: "default",
+    };
+    let other_project = Owner {
+        tenant: "acme",
+        project: "web",
+    };
+    for owner in [other, other_project] {
+        assert_eq!(
+            block_on(store.revoke(&t.id, Some(owner), NOW, "x", &json!({}))),
+            Ok(None)
+        );
+        assert_eq!(
+            block_on(store.delete(&t.id, Some(owner), NOW, "x")),
+            Ok(None)
+        );
+    }
+    assert_eq!(block_on(store.revocations(0, 10, NOW)), Ok(vec![]));
+    let mine = Owner {
+        tenant: "acme",
+        project: "default",
+    };
+    assert!(block_on(store.delete(&t.id, Some(mine), NOW, "x"))
+        .unwrap()
+        .is_some());
+}
+
+#[test]
+fn delete_feeds_live_tokens_only_and_is_not_repeatable() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let live = record("live", "acme", "default", NOW);
+    let dead = record("dead", "acme", "default", NOW);
+    insert(&store, &live);
+    insert(&store, &dead);
+    block_on(store.revoke(&dead.id, None, NOW, "admin", &json!({}))).unwrap();
+    assert!(block_on(store.delete(&dead.id, None, NOW, "admin"))
+        .unwrap()
+        .is_some());
+    assert!(block_on(store.delete(&live.id, None, NOW, "admin"))
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        block_on(store.delete(&live.id, None, NOW, "admin")),
+        Ok(None)
+    );
+    let feed: Vec<String> = block_on(store.revocations(0, 10, NOW))
+        .unwrap()
+        .into_iter()
+        .map(|(_, sha)| sha)
+        .collect();
+    assert_eq!(feed, [dead.token_sha, live.token_sha]);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM tokens"), 0);
+}
+
+#[test]
+fn feed_pages_in_sequence_order() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let mut shas = Vec::new();
+    for i in 0..25 {
+        let t = record(&format!("t{i}"), "acme", "default", NOW);
+        insert(&store, &t);
+        block_on(store.revoke(&t.id, None, NOW + i, "admin", &json!({}))).unwrap();
+        shas.push(t.token_sha);
+    }
+    let mut after = 0;
+    let mut seen = Vec::new();
+    loop {
+        let page = block_on(store.revocations(after, 10, NOW)).unwrap();
+        let Some(&(last, _)) = page.last() else { break };
+        assert!(page.windows(2).all(|w| w[0].0 < w[1].0));
+        seen.extend(page.into_iter().map(|(_, s)| s));
+        after = last;
+    }
+    assert_eq!(seen, shas);
+    assert_eq!(block_on(store.revocations_head(NOW)), Ok(25));
+}
+
+#[test]
+fn touch_writes_at_most_once_a_minute() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let t = record("a", "acme", "default", NOW);
+    insert(&store, &t);
+    assert_eq!(block_on(store.touch(&t.id, NOW)), Ok(true));
+    assert_eq!(block_on(store.touch(&t.id, NOW + 59)), Ok(false));
+    assert_eq!(block_on(store.touch(&t.id, NOW + 60)), Ok(true));
+    let r = block_on(store.token_by_id(&t.id, NOW)).unwrap().unwrap();
+    assert_eq!(r.last_used_at, Some(NOW + 60));
+}
+
+/// ~1000 tokens, many sharing a second: keyset pages cover each exactly once,
+/// in order, whatever the page size.
+#[test]
+fn list_pages_over_a_thousand_rows_without_gaps_or_duplicates() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let mut all = Vec::new();
+    for i in 0..1_000 {
+        let tenant = if i % 3 == 0 { "globex" } else { "acme" };
+        let t = record(&format!("tok{i}"), tenant, "default", NOW + i / 7);
+        assert_eq!(insert(&store, &t), Created::Ok);
+        all.push(t);
+    }
+    for i in (0..1_000).step_by(10) {
+        block_on(store.revoke(&all[i].id, None, NOW, "admin", &json!({}))).unwrap();
+    }
+    for (filter, expected) in [
+        (
+            TokenFilter {
+                include_revoked: true,
+                ..Default::default()
+            },
+            1_000,
+        ),
+        (TokenFilter::default(), 900),
+        (
+            TokenFilter {
+                tenant: Some("acme"),
+                project: Some("default"),
+                include_revoked: true,
+            },
+            666,
+        ),
+    ] {
+        for limit in [1_000, 37, 500] {
+            let mut ids = Vec::new();
+            let mut keys = Vec::new();
+            let mut cursor = None;
+            loop {
+                let (page, next) =
+                    block_on(store.list(filter, limit, cursor.as_ref(), NOW)).unwrap();
+                assert!(page.len() <= limit as usize);
+                keys.extend(page.iter().map(|t| (t.created_at, t.id.clone())));
+                ids.extend(page.into_iter().map(|t| t.id));
+                match next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(ids.len(), expected, "{filter:?} limit {limit}");
+            assert_eq!(ids.iter().collect::<HashSet<_>>().len(), expected);
+            assert!(keys.windows(2).all(|w| w[0] > w[1]), "newest first");
+        }
+    }
+}
+
+#[test]
+fn audit_pages_newest_first_with_filters() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let tenant = if i % 2 == 0 { "acme" } else { "globex" };
+        let t = record(&format!("t{i}"), tenant, "default", NOW + i);
+        insert(&store, &t);
+        ids.push(t.id);
+    }
+    block_on(store.revoke(&ids[0], None, NOW + 100, "admin", &json!({}))).unwrap();
+    let acme = AuditFilter {
+        tenant: Some("acme"),
+        ..Default::default()
+    };
+    let mut seqs = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = block_on(store.audit_page(acme, 4, cursor, NOW)).unwrap();
+        assert!(page.iter().all(|e| e.event.tenant == "acme"));
+        seqs.extend(page.iter().map(|e| e.seq));
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seqs.len(), 16);
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]));
+    let by_token = AuditFilter {
+        token_id: Some(&ids[0]),
+        ..Default::default()
+    };
+    let (page, next) = block_on(store.audit_page(by_token, 10, None, NOW)).unwrap();
+    let kinds: Vec<_> = page.iter().map(|e| e.event.event).collect();
+    assert_eq!((kinds, next), (vec![Event::Revoked, Event::Created], None));
+}
+
+#[test]
+fn storage_errors_surface_and_transactions_roll_back() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    block_on(store.ensure_schema(NOW)).unwrap();
+    // Break the audit table so the second statement of a create fails.
+    db.raw(|c| c.execute_batch("DROP TABLE audit; CREATE TABLE audit (seq INTEGER)"))
+        .unwrap();
+    let t = record("a", "acme", "default", NOW);
+    let err = block_on(store.create(&t, &created(&t))).unwrap_err();
+    assert!(matches!(err, StoreError::Db(_)), "{err:?}");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM tokens"), 0, "rolled back");
+    // And the connection is usable again (no transaction left open).
+    assert_eq!(block_on(store.token_by_id(&t.id, NOW)), Ok(None));
+}
