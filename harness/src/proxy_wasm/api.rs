@@ -168,6 +168,8 @@ pub enum Outcome {
     Replied(Reply),
     /// The filter holds the stream, waiting for something.
     Paused(Paused),
+    /// The client went away first ([`Envoy::disconnect`]).
+    Disconnected,
     /// The VM trapped; Envoy would answer 503 and drop the VM.
     Failed(String),
 }
@@ -244,7 +246,7 @@ impl Outcome {
         match self {
             Outcome::Forwarded(f) => Some(f.response.status),
             Outcome::Replied(r) => Some(r.status),
-            Outcome::Paused(_) | Outcome::Failed(_) => None,
+            Outcome::Paused(_) | Outcome::Disconnected | Outcome::Failed(_) => None,
         }
     }
 }
@@ -535,6 +537,23 @@ impl Envoy {
             }),
             None => panic!("stream {} was never sent on this worker", stream.0),
         }
+    }
+
+    /// The client goes away before its response: Envoy destroys the stream
+    /// (`on_done`, then `on_log` and `on_delete`). Callouts it made stay
+    /// pending: Envoy makes them on the root context.
+    pub fn disconnect(&mut self, stream: StreamId) {
+        let id = stream.0;
+        if self.finished.contains_key(&id) {
+            return;
+        }
+        let Some(s) = self.stream(id) else {
+            panic!("stream {id} was never sent on this worker");
+        };
+        s.phase = Phase::Done;
+        self.finished.insert(id, Outcome::Disconnected);
+        self.destroy(id);
+        self.settle();
     }
 
     /// Callouts waiting for an answer, oldest first.
@@ -1035,6 +1054,12 @@ impl Envoy {
             }),
         };
         self.finished.insert(id, outcome);
+        self.destroy(id);
+    }
+
+    /// `on_done`; then, unless the filter holds the context until it calls
+    /// `proxy_done`, `on_log` and `on_delete`.
+    fn destroy(&mut self, id: u32) {
         let done = match self.exports.done.clone() {
             Some(f) => self.call(id, &f, id, "proxy_on_done").map(|r| r != 0),
             None => Ok(true),
