@@ -69,7 +69,7 @@ impl Route {
     }
 
     /// Matches a request path (no query string).
-    fn matches(&self, path: &str) -> Option<(String, Vec<(String, String)>)> {
+    fn matches(&self, path: &str) -> Option<Captured> {
         let mut rest = path;
         let mut params = Vec::new();
         for seg in &self.segments {
@@ -86,11 +86,23 @@ impl Route {
         }
         if self.wildcard {
             // `/foo/...` matches `/foo`, `/foo/` and `/foo/bar`, not `/foobar`.
-            (rest.is_empty() || rest.starts_with('/')).then(|| (rest.to_owned(), params))
+            (rest.is_empty() || rest.starts_with('/')).then(|| Captured {
+                path_info: rest.to_owned(),
+                params,
+            })
         } else {
-            (rest.is_empty() || rest == "/").then(|| (String::new(), params))
+            (rest.is_empty() || rest == "/").then(|| Captured {
+                path_info: String::new(),
+                params,
+            })
         }
     }
+}
+
+/// What a matching route took from the path.
+struct Captured {
+    path_info: String,
+    params: Vec<(String, String)>,
 }
 
 /// All routes of the manifest's HTTP triggers.
@@ -111,19 +123,19 @@ impl Router {
 
     /// The most specific route matching `path`; on a tie the first declared.
     pub fn route(&self, path: &str) -> Option<RouteMatch<'_>> {
-        let mut best: Option<(usize, &Route, String, Vec<(String, String)>)> = None;
+        let mut best: Option<(usize, &Route, Captured)> = None;
         for (index, route) in self.routes.iter().enumerate() {
-            let Some((path_info, params)) = route.matches(path) else {
+            let Some(captured) = route.matches(path) else {
                 continue;
             };
             if best
                 .as_ref()
-                .is_none_or(|(_, b, _, _)| route.specificity() > b.specificity())
+                .is_none_or(|(_, b, _)| route.specificity() > b.specificity())
             {
-                best = Some((index, route, path_info, params));
+                best = Some((index, route, captured));
             }
         }
-        best.map(|(index, route, path_info, params)| RouteMatch {
+        best.map(|(index, route, captured)| RouteMatch {
             index,
             raw: &route.raw,
             component_route: route
@@ -131,8 +143,8 @@ impl Router {
                 .strip_suffix("/...")
                 .unwrap_or(&route.raw)
                 .to_owned(),
-            path_info,
-            params,
+            path_info: captured.path_info,
+            params: captured.params,
         })
     }
 }
