@@ -148,12 +148,12 @@ fn plain(status: StatusCode, body: &str) -> Response<Body> {
 
 /// Gives the guest an absolute URL (hyper sees only the path) and Spin's
 /// request-context headers.
-fn prepare_request(
-    req: Request<Incoming>,
+fn prepare_request<B>(
+    req: Request<B>,
     route: &RouteMatch<'_>,
     local_addr: SocketAddr,
     client: SocketAddr,
-) -> Result<Request<Incoming>, String> {
+) -> Result<Request<B>, String> {
     let (mut parts, body) = req.into_parts();
     let authority = match parts.headers.get(http::header::HOST) {
         Some(h) => h
@@ -259,4 +259,80 @@ async fn run(
             wasmtime::Result::Ok(res)
         })
         .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared(uri: &str, host: Option<&str>, route: &str) -> Request<()> {
+        let router = Router::new([route]).unwrap();
+        let path = uri.split('?').next().unwrap();
+        let m = router.route(path).expect("route matches");
+        let mut b = Request::builder()
+            .uri(uri)
+            .header("spin-full-url", "forged");
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        prepare_request(
+            b.body(()).unwrap(),
+            &m,
+            "127.0.0.1:3000".parse().unwrap(),
+            "10.0.0.9:5555".parse().unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn header<'a>(r: &'a Request<()>, name: &str) -> &'a str {
+        r.headers().get(name).unwrap().to_str().unwrap()
+    }
+
+    #[test]
+    fn the_guest_sees_an_absolute_url_and_spin_context_headers() {
+        let r = prepared("/api/v1/mcptokens?limit=5", Some("token-api:8080"), "/...");
+        assert_eq!(
+            r.uri().to_string(),
+            "http://token-api:8080/api/v1/mcptokens?limit=5"
+        );
+        assert_eq!(
+            header(&r, "spin-full-url"),
+            "http://token-api:8080/api/v1/mcptokens?limit=5"
+        );
+        assert_eq!(r.headers().get_all("spin-full-url").iter().count(), 1);
+        assert_eq!(header(&r, "spin-path-info"), "/api/v1/mcptokens");
+        assert_eq!(header(&r, "spin-matched-route"), "/...");
+        assert_eq!(header(&r, "spin-raw-component-route"), "/...");
+        assert_eq!(header(&r, "spin-component-route"), "");
+        assert_eq!(header(&r, "spin-base-path"), "/");
+        assert_eq!(header(&r, "spin-client-addr"), "10.0.0.9:5555");
+    }
+
+    #[test]
+    fn without_host_the_listen_address_is_the_authority() {
+        let r = prepared("/t/abc/x", None, "/t/:id/...");
+        assert_eq!(r.uri().to_string(), "http://127.0.0.1:3000/t/abc/x");
+        assert_eq!(header(&r, "spin-path-match-id"), "abc");
+        assert_eq!(header(&r, "spin-path-info"), "/x");
+        assert_eq!(header(&r, "spin-component-route"), "/t/:id");
+    }
+
+    #[test]
+    fn a_bad_host_header_is_refused() {
+        let router = Router::new(["/..."]).unwrap();
+        let m = router.route("/").unwrap();
+        let req = Request::builder()
+            .uri("/")
+            .header("host", "bad host")
+            .body(())
+            .unwrap();
+        let err = prepare_request(
+            req,
+            &m,
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        )
+        .unwrap_err();
+        assert!(err.contains("Host"), "{err}");
+    }
 }
