@@ -746,10 +746,11 @@ impl Envoy {
 
     fn fire_tick(&mut self) {
         let w = self.store.data_mut();
-        let (Some(period), Some(at)) = (w.tick_period, w.next_tick_ns) else {
+        let Some(period) = w.tick_period else {
             return;
         };
-        w.next_tick_ns = Some(at + period.as_nanos() as u64);
+        // Envoy re-arms the timer from now: an overdue tick fires once.
+        w.next_tick_ns = Some(w.now_ns() + period.as_nanos() as u64);
         let root = w.root_id;
         if let Some(f) = self.exports.tick.clone() {
             let _ = self.call(root, &f, root, "proxy_on_tick");
