@@ -209,6 +209,9 @@ fn describe_text(t: &Value) -> String {
 }
 
 fn status(t: &Value) -> String {
+    if let Some(s) = t.get("status").and_then(Value::as_str) {
+        return s.to_string();
+    }
     if !t.get("revoked_at").is_none_or(Value::is_null) {
         return "revoked".into();
     }
