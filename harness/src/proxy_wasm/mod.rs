@@ -13,7 +13,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Modules: [`abi`] (host calls), `memory` (guest memory and the pair
+//! Modules: `abi` (host calls), `memory` (guest memory and the pair
 //! format), `state` (shared data, metrics, streams), `http` (header maps,
 //! requests, responses), `api` (the surface above).
 
