@@ -1,0 +1,198 @@
+//! The proxy-wasm glue: the empty context, and the probe context.
+
+use crate::ops::{self, Op};
+use core::ptr::{null, null_mut};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| Box::new(Root::default()));
+}}
+
+// The raw imports the filter uses (the SDK's wrappers decode or allocate more).
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_call_foreign_function(
+        name: *const u8,
+        name_size: usize,
+        args: *const u8,
+        args_size: usize,
+        results: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
+}
+
+const REQUEST_HEADERS: u32 = 0;
+const SET_NAMES: [&str; 4] = ["x-bench-0", "x-bench-1", "x-bench-2", "x-bench-3"];
+
+#[derive(Default)]
+struct Root {
+    ops: Rc<Vec<Op>>,
+    counter: Option<u32>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let text = String::from_utf8_lossy(&config);
+        match ops::parse(&text) {
+            Ok(ops) => {
+                if ops.contains(&Op::Metric) {
+                    self.counter =
+                        hostcalls::define_metric(MetricType::Counter, "bench_probe.count").ok();
+                }
+                self.ops = Rc::new(ops);
+                true
+            }
+            Err(e) => {
+                let _ = hostcalls::log(LogLevel::Error, &format!("empty-filter: {e}"));
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if self.ops.is_empty() {
+            return Some(Box::new(Empty));
+        }
+        Some(Box::new(Probe {
+            ops: self.ops.clone(),
+            counter: self.counter,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Does nothing: every callback is the SDK's default.
+struct Empty;
+
+impl Context for Empty {}
+impl HttpContext for Empty {}
+
+/// Makes the configured host calls in the request-header phase.
+struct Probe {
+    ops: Rc<Vec<Op>>,
+    counter: Option<u32>,
+}
+
+impl Context for Probe {}
+
+impl HttpContext for Probe {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let mut sets = 0;
+        for op in self.ops.iter() {
+            match op {
+                Op::HeaderMap => drop(header_block()),
+                Op::Time => {
+                    let _ = hostcalls::get_current_time();
+                }
+                Op::Metric => {
+                    if let Some(id) = self.counter {
+                        let _ = hostcalls::increment_metric(id, 1);
+                    }
+                }
+                Op::Remove => remove(b"authorization"),
+                Op::Set => {
+                    replace(SET_NAMES[sets % SET_NAMES.len()], "bench");
+                    sets += 1;
+                }
+                Op::ClearRouteCache => clear_route_cache(),
+                Op::Pairs => rewrite_all(),
+            }
+        }
+        Action::Continue
+    }
+}
+
+/// Takes back a buffer the host allocated through `proxy_on_memory_allocate`.
+fn owned(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the host filled `data` with `size` bytes from the SDK's
+    // allocator, which hands out a leaked `Box<[u8]>` of that length.
+    unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
+fn header_block() -> Vec<u8> {
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: out-pointers to locals, as the ABI expects.
+    unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) };
+    owned(data, size)
+}
+
+fn remove(name: &[u8]) {
+    // SAFETY: pointer and length of a live slice.
+    unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) };
+}
+
+fn replace(name: &str, value: &str) {
+    // SAFETY: pointers and lengths of live slices.
+    unsafe {
+        proxy_replace_header_map_value(
+            REQUEST_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    };
+}
+
+fn clear_route_cache() {
+    const NAME: &str = "clear_route_cache";
+    let mut results = null_mut();
+    let mut size = 0;
+    // SAFETY: pointer and length of a static string; out-pointers to locals.
+    unsafe {
+        proxy_call_foreign_function(
+            NAME.as_ptr(),
+            NAME.len(),
+            null(),
+            0,
+            &mut results,
+            &mut size,
+        )
+    };
+    drop(owned(results, size));
+}
+
+/// One read and one write of the whole map instead of a remove and four sets.
+fn rewrite_all() {
+    let Ok(pairs) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+        return;
+    };
+    let mut out: Vec<(&str, &[u8])> = pairs
+        .iter()
+        .filter(|(k, _)| k != "authorization")
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    for name in SET_NAMES {
+        out.push((name, b"bench"));
+    }
+    let _ = hostcalls::set_map_bytes(MapType::HttpRequestHeaders, out);
+}

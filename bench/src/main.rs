@@ -1,0 +1,395 @@
+//! `just bench`: the gateway's filter side by side with Envoy alone, an empty
+//! proxy-wasm filter and Envoy's ext_authz; introspect throughput;
+//! revocation latency; callouts under a burst; size and memory.
+//! Writes `bench/RESULTS.md`. Benchmarks, not tests: nothing here asserts a speed.
+
+mod callouts;
+mod envoy_config;
+mod gateway;
+mod load;
+mod pin;
+mod probe;
+mod procfs;
+mod report;
+mod revocation;
+mod summary;
+mod throughput;
+mod token_api;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use envoy_config::Chain;
+use gateway::{Common, Gateway};
+use load::{Load, Tool};
+use report::{Report, Settings};
+use summary::Route;
+use token_api::TokenApi;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    about = "Benchmarks of the MCP token gateway (see bench/README.md)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every benchmark and write the report.
+    Run(RunArgs),
+    /// Serve the token API (used by `run`, as its own pinned process).
+    TokenApi(TokenApiArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Seconds of each measured load run.
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Rounds over all variants (A B … then A B … again); the report shows medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Keep-alive connections of the load tool.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// Seconds of unmeasured load per variant before the rounds.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Core for Envoy (and for the token API while its introspect throughput is measured).
+    #[arg(long, default_value_t = 0)]
+    envoy_core: usize,
+    /// Core for the load tool, the upstream, the token API and this driver.
+    #[arg(long, default_value_t = 1)]
+    load_core: usize,
+    /// `wrk`, `oha`, or `auto` (wrk if installed).
+    #[arg(long, default_value = "auto")]
+    load_tool: String,
+    /// Revoke-to-401 trials.
+    #[arg(long, default_value_t = 7)]
+    revocation_trials: u32,
+    /// Concurrent requests with one uncached token.
+    #[arg(long, default_value_t = 100)]
+    burst: usize,
+    /// Host-call probes: `auto` (when cache hit < 0.90 × empty wasm), `always`, `never`.
+    #[arg(long, default_value = "auto")]
+    probe: String,
+    /// Seconds of each probe run.
+    #[arg(long, default_value_t = 3)]
+    probe_duration: u64,
+    /// Rounds over all probes.
+    #[arg(long, default_value_t = 2)]
+    probe_rounds: u32,
+    /// Where to write the report.
+    #[arg(long, default_value = "bench/RESULTS.md")]
+    out: PathBuf,
+    /// Scratch directory (Envoy configs and logs, token database); emptied first.
+    #[arg(long, default_value = "target/bench")]
+    work_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct TokenApiArgs {
+    #[arg(long)]
+    listen: SocketAddr,
+    #[arg(long)]
+    data: PathBuf,
+    /// SHA-256 (hex) of the admin key.
+    #[arg(long)]
+    admin_key_sha256: String,
+    /// Longest cache TTL introspect hands out.
+    #[arg(long, default_value_t = 30)]
+    cache_ttl_s: u32,
+}
+
+/// The filter's revocation poll period in these runs (its default).
+const POLL_MS: u64 = 1000;
+const INTROSPECT_CONNECTIONS: u32 = 16;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Run(a) = &cli.command {
+        // Before any thread starts, so that all of this process's threads
+        // (the upstream, the driver) stay off Envoy's core.
+        if let Err(e) = pin::pin_self(&a.load_core.to_string()) {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(a) => run(a).await,
+            Command::TokenApi(a) => {
+                token_api::serve(a.listen, a.data, a.admin_key_sha256, a.cache_ttl_s).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn filter_config(poll_ms: u64) -> serde_json::Value {
+    let mut c = harness::stack::default_filter_config();
+    c["cache"]["ttl_s"] = json!(300);
+    c["revocation_poll_ms"] = json!(poll_ms);
+    c
+}
+
+fn wasm_path(rel: &str, build: &str) -> anyhow::Result<PathBuf> {
+    let p = harness::stack::workspace_root().join(rel);
+    if !p.is_file() {
+        bail!(
+            "{} is missing: run `{build}` (or `just bench`)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M:%S"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if a.envoy_core == a.load_core {
+        bail!("--envoy-core and --load-core must differ");
+    }
+    if !matches!(a.probe.as_str(), "auto" | "always" | "never") {
+        bail!("--probe {:?}: use auto, always or never", a.probe);
+    }
+    let root = harness::stack::workspace_root();
+    let work = if a.work_dir.is_absolute() {
+        a.work_dir.clone()
+    } else {
+        root.join(&a.work_dir)
+    };
+    if work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("emptying {}", work.display()))?;
+    }
+    std::fs::create_dir_all(&work)?;
+
+    let filter_wasm = harness::stack::filter_wasm()?;
+    let empty_wasm = wasm_path(
+        "target/wasm32-wasip1/release/empty_filter.wasm",
+        "cargo build -p empty-filter --target wasm32-wasip1 --release",
+    )?;
+    let tool = Tool::detect(&a.load_tool, &work)?;
+    let mut report = Report {
+        date: utc_now(),
+        machine: procfs::machine(),
+        envoy_version: gateway::envoy_version(),
+        tool: tool.version(),
+        filter_wasm_bytes: std::fs::metadata(&filter_wasm)?.len(),
+        empty_wasm_bytes: std::fs::metadata(&empty_wasm)?.len(),
+        settings: Settings {
+            duration_s: a.duration,
+            rounds: a.rounds,
+            connections: a.connections,
+            warmup_s: a.warmup,
+            envoy_core: a.envoy_core,
+            load_core: a.load_core,
+            introspect_connections: INTROSPECT_CONNECTIONS,
+            poll_ms: POLL_MS,
+            burst: a.burst,
+            probe_duration_s: a.probe_duration,
+            probe_rounds: a.probe_rounds,
+        },
+        ..Report::default()
+    };
+    eprintln!(
+        "bench: {} on {} × {}; load average {}",
+        report.tool, report.machine.cpus, report.machine.cpu_model, report.machine.loadavg
+    );
+
+    let upstream = upstream::Upstream::start().await?;
+    eprintln!("bench: starting the token API");
+    let api = TokenApi::start(&work.join("token-api"), a.load_core, 300).await?;
+    let outcome = measure_all(
+        &a,
+        &mut report,
+        &tool,
+        &work,
+        &api,
+        &upstream,
+        filter_wasm,
+        empty_wasm,
+    )
+    .await;
+    api.stop().await;
+    upstream.stop();
+    outcome?;
+
+    report.loadavg_end = procfs::loadavg();
+    report.elapsed_s = started.elapsed().as_secs_f64();
+    let text = report.render();
+    let out = if a.out.is_absolute() {
+        a.out.clone()
+    } else {
+        root.join(&a.out)
+    };
+    std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
+    println!("{text}");
+    eprintln!(
+        "bench: wrote {} in {:.0} s",
+        out.display(),
+        report.elapsed_s
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure_all(
+    a: &RunArgs,
+    report: &mut Report,
+    tool: &Tool,
+    work: &std::path::Path,
+    api: &TokenApi,
+    upstream: &upstream::Upstream,
+    filter_wasm: PathBuf,
+    empty_wasm: PathBuf,
+) -> anyhow::Result<()> {
+    let common = Common {
+        upstream_port: upstream.port,
+        token_api_port: api.port,
+        filter_wasm,
+        empty_wasm,
+        config_dir: harness::stack::workspace_root().join("envoy/bench"),
+    };
+    let hit = api.mint("bench-hit").await?;
+    let valid = format!("Bearer {}", hit.token);
+    let invalid = format!("Bearer {}", token_api::bad_checksum(&hit.token)?);
+
+    // 1. Side-by-side load runs.
+    let setup = throughput::Setup {
+        tool,
+        common: &common,
+        work_dir: work.to_path_buf(),
+        filter_config: filter_config(POLL_MS),
+        connections: a.connections,
+        duration: Duration::from_secs(a.duration),
+        warmup: Duration::from_secs(a.warmup),
+        rounds: a.rounds,
+        envoy_core: a.envoy_core,
+        load_core: a.load_core,
+        valid: valid.clone(),
+        invalid,
+    };
+    let outcome = throughput::run(&setup).await?;
+    report.rows = summary::rows(&outcome.samples);
+    report.memory = outcome.memory;
+    report.filter_stats = outcome.filter_stats;
+
+    // 2. Introspect alone, the token API on Envoy's (now idle) core.
+    eprintln!("bench: introspect throughput");
+    let api_pid = api.pid()?;
+    pin::pin(api_pid, &a.envoy_core.to_string())?;
+    let url = format!("{}/api/v1/mcptokens/introspect", api.url());
+    let mut run = Load {
+        url: &url,
+        authorization: Some(&valid),
+        connections: INTROSPECT_CONNECTIONS,
+        duration: Duration::from_secs(a.warmup.max(1)),
+        core: a.load_core,
+    };
+    let introspect = async {
+        load::run(tool, &run).await?;
+        run.duration = Duration::from_secs(a.duration);
+        load::run(tool, &run).await
+    }
+    .await;
+    pin::pin(api_pid, &a.load_core.to_string())?;
+    report.introspect = Some(introspect?);
+
+    // 3. Revoke → first 401.
+    eprintln!("bench: revocation latency");
+    let chain = Chain::McpAuth {
+        config: filter_config(POLL_MS),
+    };
+    let core = a.envoy_core.to_string();
+    let gw = Gateway::start(&common, &chain, &work.join("envoy-revocation"), 1, &core).await?;
+    let trials = revocation::trials(&gw, api, a.revocation_trials, POLL_MS).await;
+    gw.stop().await;
+    report.revocation_ms = trials?;
+
+    // 4. One uncached token, a burst of requests, 1 and 2 workers (feed off).
+    let chain = Chain::McpAuth {
+        config: filter_config(0),
+    };
+    for workers in [1u32, 2] {
+        eprintln!(
+            "bench: callouts for a burst of {} with {workers} worker(s)",
+            a.burst
+        );
+        let cores = if workers == 1 {
+            a.envoy_core.to_string()
+        } else {
+            format!("{},{}", a.envoy_core, a.load_core)
+        };
+        let dir = work.join(format!("envoy-burst-{workers}"));
+        let gw = Gateway::start(&common, &chain, &dir, workers, &cores).await?;
+        let mut bursts = Vec::new();
+        let result = async {
+            for i in 0..3 {
+                let t = api.mint(&format!("bench-burst-{workers}-{i}")).await?;
+                bursts.push(callouts::burst(&gw, &t.token, a.burst).await?);
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        gw.stop().await;
+        result?;
+        report.callouts.push((workers, bursts));
+    }
+
+    // 5. Where the cache hit's time goes, when it misses its target.
+    let below = report
+        .hit_over_empty(Route::Direct)
+        .is_some_and(|r| r < 0.90);
+    if a.probe == "always" || (a.probe == "auto" && below) {
+        eprintln!("bench: host-call probes");
+        let setup = probe::Setup {
+            tool,
+            common: &common,
+            work_dir: work.to_path_buf(),
+            filter_config: filter_config(POLL_MS),
+            valid,
+            connections: a.connections,
+            duration: Duration::from_secs(a.probe_duration),
+            rounds: a.probe_rounds,
+            envoy_core: a.envoy_core,
+            load_core: a.load_core,
+        };
+        report.probe = Some(probe::run(&setup).await?);
+    }
+    Ok(())
+}

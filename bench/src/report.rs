@@ -1,0 +1,437 @@
+//! `bench/RESULTS.md`: the tables and the machine they were measured on.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::callouts::Burst;
+use crate::load::Measured;
+use crate::probe::{self, ProbeRow};
+use crate::procfs::Machine;
+use crate::summary::{self, Route, Row, Variant};
+use crate::throughput::Memory;
+
+/// Everything one `just bench` run measured.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub date: String,
+    pub machine: Machine,
+    pub loadavg_end: String,
+    pub envoy_version: String,
+    pub tool: String,
+    pub settings: Settings,
+    pub rows: Vec<Row>,
+    pub memory: Vec<Memory>,
+    pub filter_stats: BTreeMap<String, u64>,
+    pub introspect: Option<Measured>,
+    pub revocation_ms: Vec<f64>,
+    pub callouts: Vec<(u32, Vec<Burst>)>,
+    pub filter_wasm_bytes: u64,
+    pub empty_wasm_bytes: u64,
+    pub probe: Option<Vec<ProbeRow>>,
+    pub elapsed_s: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub duration_s: u64,
+    pub rounds: u32,
+    pub connections: u32,
+    pub warmup_s: u64,
+    pub envoy_core: usize,
+    pub load_core: usize,
+    pub introspect_connections: u32,
+    pub poll_ms: u64,
+    pub burst: usize,
+    pub probe_duration_s: u64,
+    pub probe_rounds: u32,
+}
+
+fn kib(n: u64) -> String {
+    format!("{:.1} MiB", n as f64 / 1024.0)
+}
+
+fn ratio(x: Option<f64>) -> String {
+    x.map_or("–".into(), |r| format!("{r:.2}×"))
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**not met**"
+    }
+}
+
+impl Report {
+    pub fn hit_over_empty(&self, route: Route) -> Option<f64> {
+        summary::ratio(&self.rows, Variant::CacheHit, Variant::EmptyWasm, route)
+    }
+
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let s = &self.settings;
+        let _ = writeln!(o, "# Benchmark results\n");
+        let _ = writeln!(
+            o,
+            "Written by `just bench` (bench/, envoy/bench/); every figure below comes from \
+             one run. Ratios are req/s over req/s of the same route. Do not compare the \
+             absolute numbers across machines.\n"
+        );
+        let m = &self.machine;
+        let _ = writeln!(o, "| | |\n|---|---|");
+        let _ = writeln!(o, "| date (UTC) | {} |", self.date);
+        let _ = writeln!(o, "| CPU | {} × {} |", m.cpus, m.cpu_model);
+        let _ = writeln!(o, "| kernel | {} |", m.kernel);
+        let _ = writeln!(o, "| Envoy | {} |", self.envoy_version);
+        let _ = writeln!(o, "| load tool | {} |", self.tool);
+        let _ = writeln!(
+            o,
+            "| load average (1/5/15 min) | {} at start, {} at the end |",
+            m.loadavg, self.loadavg_end
+        );
+        let _ = writeln!(o, "| duration of the whole run | {:.0} s |", self.elapsed_s);
+        let _ = writeln!(
+            o,
+            "\nEnvoy runs with `--concurrency 1`, all its threads pinned to core {}; the \
+             load tool (1 thread, {} keep-alive connections), the upstream, the token API \
+             and this driver share core {}. Loopback only. Each run lasts {} s after a {} s \
+             warm-up per variant; the variants take turns ({} rounds of A B C D E per route) \
+             and the table shows the median over rounds, with the range of req/s.\n",
+            s.envoy_core, s.connections, s.load_core, s.duration_s, s.warmup_s, s.rounds
+        );
+        self.render_throughput(&mut o);
+        self.render_targets(&mut o);
+        self.render_other(&mut o);
+        if let Some(p) = &self.probe {
+            render_probe(&mut o, p, s);
+        }
+        o
+    }
+
+    fn render_throughput(&self, o: &mut String) {
+        let _ = writeln!(o, "## Throughput and latency\n");
+        let _ = writeln!(
+            o,
+            "| route | variant | req/s | req/s range | p50 | p99 | Envoy CPU/req | Envoy CPU | load core busy | × no wasm | × empty wasm |"
+        );
+        let _ = writeln!(o, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        for r in &self.rows {
+            let _ = writeln!(
+                o,
+                "| {} | {}{} | {:.0} | {:.0}–{:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {:.0} % | {:.0} % | {} | {} |",
+                r.route.label(),
+                r.variant.label(),
+                r.problem().map_or(String::new(), |p| format!(" ⚠ {p}")),
+                r.rps,
+                r.rps_min,
+                r.rps_max,
+                r.p50_us,
+                r.p99_us,
+                r.cpu_us_per_req,
+                r.envoy_cpu_share * 100.0,
+                r.load_core_busy * 100.0,
+                ratio(summary::ratio(&self.rows, r.variant, Variant::NoWasm, r.route)),
+                ratio(summary::ratio(&self.rows, r.variant, Variant::EmptyWasm, r.route)),
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\nEach figure is the median over the rounds. *Envoy CPU/req*: Envoy's user+system \
+             CPU time (all threads, from /proc) over the requests served, less sensitive than \
+             req/s to other work on the machine. *Envoy CPU*: that time over the wall time; \
+             below ~95 % Envoy did not have its core to itself (other processes on it) or was \
+             not the bottleneck (then *load core busy* is near 100 %).\n"
+        );
+    }
+
+    fn render_targets(&self, o: &mut String) {
+        let _ = writeln!(o, "## Against the targets\n");
+        let _ = writeln!(o, "| target | measured | |\n|---|---|---|");
+        for route in Route::ALL {
+            if let Some(r) = self.hit_over_empty(route) {
+                let _ = writeln!(
+                    o,
+                    "| cache hit ≥ 0.90 × empty wasm ({}) | {r:.2}× | {} |",
+                    route.label(),
+                    verdict(r >= 0.90)
+                );
+            }
+        }
+        for route in Route::ALL {
+            if let Some(r) = summary::ratio(&self.rows, Variant::CacheHit, Variant::ExtAuthz, route)
+            {
+                let _ = writeln!(
+                    o,
+                    "| cache hit ≥ 2 × ext_authz ({}) | {r:.2}× | {} |",
+                    route.label(),
+                    verdict(r >= 2.0)
+                );
+            }
+        }
+        if let Some(med) = summary::median(&self.revocation_ms) {
+            let max = self.revocation_ms.iter().copied().fold(0.0, f64::max);
+            let _ = writeln!(
+                o,
+                "| revocation ≤ 1 s | median {med:.0} ms, max {max:.0} ms ({} trials) | {} |",
+                self.revocation_ms.len(),
+                verdict(med <= 1000.0)
+            );
+        }
+        let _ = writeln!(o);
+    }
+
+    fn render_other(&self, o: &mut String) {
+        let s = &self.settings;
+        let _ = writeln!(o, "## ext_authz, honestly\n");
+        let _ = writeln!(
+            o,
+            "The ext_authz variant (`envoy/bench/filters/ext-authz.yaml`) calls \
+             `GET /api/v1/mcptokens/introspect` (`path_override`) on every request with the \
+             client's `Authorization`, on the same token API. Introspect answers 200 to \
+             inactive tokens too (`{{\"active\": false}}`) and ext_authz cannot read JSON, so \
+             this set-up would let revoked and unknown tokens through, and it cannot set the \
+             tenant routing headers; it also forwards the client's method, so an MCP `POST` \
+             would get introspect's 405 (Envoy 1.40 has no `method_override`). Matching the \
+             filter would need a wrapper service answering 200 + `x-mcp-*` headers or 401, \
+             one more hop per request. The row above is therefore a lower bound on its cost.\n"
+        );
+        if let Some(i) = &self.introspect {
+            let _ = writeln!(o, "## Token API introspect\n");
+            let _ = writeln!(
+                o,
+                "`token_api.wasm` on the harness's Spin-compatible host (profile \
+                 `host-release`), pinned alone to core {}, load tool on core {} with {} \
+                 connections, active token: **{:.0} req/s**, p50 {:.0} µs, p99 {:.0} µs \
+                 ({} non-200).\n",
+                s.envoy_core,
+                s.load_core,
+                s.introspect_connections,
+                i.rps(),
+                i.p50_us,
+                i.p99_us,
+                i.http_errors + i.socket_errors
+            );
+        }
+        if !self.revocation_ms.is_empty() {
+            let list: Vec<String> = self
+                .revocation_ms
+                .iter()
+                .map(|v| format!("{v:.0}"))
+                .collect();
+            let _ = writeln!(o, "## Revocation\n");
+            let _ = writeln!(
+                o,
+                "Filter `cache.ttl_s` 300 (token API `default_cache_ttl_s` 300), \
+                 `revocation_poll_ms` {}; token cached, revoke at a random point of the poll \
+                 period, then a request every 5 ms. Time from the revoke call to the first \
+                 401, ms: {} — median **{:.0} ms**.\n",
+                s.poll_ms,
+                list.join(", "),
+                summary::median(&self.revocation_ms).unwrap_or(0.0)
+            );
+        }
+        if !self.callouts.is_empty() {
+            let _ = writeln!(o, "## Callouts for one uncached token\n");
+            let _ = writeln!(
+                o,
+                "{} connections opened first, then one request with the same fresh token \
+                 written on each; counters from Envoy's `/stats`.\n",
+                s.burst
+            );
+            let _ = writeln!(
+                o,
+                "| Envoy workers | trial | 200s | `mcp_auth.callouts` | coalesced waits | shared-cache hits | connections per worker |"
+            );
+            let _ = writeln!(o, "|--:|--:|--:|--:|--:|--:|---|");
+            for (workers, bursts) in &self.callouts {
+                for (i, b) in bursts.iter().enumerate() {
+                    let per: Vec<String> = b.per_worker.iter().map(u64::to_string).collect();
+                    let _ = writeln!(
+                        o,
+                        "| {workers} | {} | {}/{} | {} | {} | {} | {} |",
+                        i + 1,
+                        b.ok,
+                        b.requests,
+                        b.callouts,
+                        b.coalesced,
+                        b.shared_hits,
+                        per.join(" / ")
+                    );
+                }
+            }
+            let _ = writeln!(o);
+        }
+        let _ = writeln!(o, "## Size and memory\n");
+        let _ = writeln!(
+            o,
+            "`filter.wasm` (release, wasm32-wasip1): **{} bytes**; the empty filter, same \
+             profile: {} bytes.\n",
+            self.filter_wasm_bytes, self.empty_wasm_bytes
+        );
+        if !self.memory.is_empty() {
+            let _ = writeln!(
+                o,
+                "| Envoy (1 worker) | RSS after start | RSS after the runs |\n|---|--:|--:|"
+            );
+            for m in &self.memory {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} |",
+                    m.label,
+                    kib(m.idle_kib),
+                    kib(m.loaded_kib)
+                );
+            }
+            let _ = writeln!(o);
+        }
+        if !self.filter_stats.is_empty() {
+            let keys = [
+                "allowed",
+                "denied.malformed",
+                "cache.hits",
+                "cache.misses",
+                "callouts",
+                "feed.polls",
+            ];
+            let shown: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    let v = self
+                        .filter_stats
+                        .get(&format!("mcp_auth.{k}"))
+                        .copied()
+                        .unwrap_or(0);
+                    format!("`{k}` {v}")
+                })
+                .collect();
+            let _ = writeln!(
+                o,
+                "The filter's counters after the load runs: {}.\n",
+                shown.join(", ")
+            );
+        }
+    }
+}
+
+fn render_probe(o: &mut String, rows: &[ProbeRow], s: &Settings) {
+    let floor = probe::floor_cpu(rows);
+    let floor_rps = probe::floor_rps(rows);
+    let _ = writeln!(o, "## Where the cache hit's time goes\n");
+    let _ = writeln!(
+        o,
+        "The empty filter turned probe (`bench/empty-filter`, configuration = list of host \
+         calls) makes the cache-hit path's host calls and nothing else, each set in its own \
+         Envoy (1 worker, same pinning), direct route, {} rounds of {} s in turn, medians; \
+         cost = Envoy CPU per request above the floor ({floor:.1} µs/req).\n",
+        s.probe_rounds, s.probe_duration_s
+    );
+    let _ = writeln!(
+        o,
+        "| probe | req/s | × floor | Envoy CPU/req | above the floor |\n|---|--:|--:|--:|--:|"
+    );
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "| {} | {:.0} | {:.2}× | {:.1} µs | {:+.1} µs |",
+            r.label,
+            r.rps,
+            if floor_rps > 0.0 {
+                r.rps / floor_rps
+            } else {
+                0.0
+            },
+            r.cpu_us_per_req,
+            r.cpu_us_per_req - floor
+        );
+    }
+    let all = probe::delta(rows, probe::ALL_CALLS);
+    let filter = probe::delta(rows, probe::FILTER);
+    if let (Some(all), Some(filter)) = (all, filter) {
+        let _ = writeln!(
+            o,
+            "\nOf the filter's {filter:.1} µs above the floor, its 10 host calls account for \
+             {all:.1} µs and its own wasm work (header decode, token checks, SHA-256, cache \
+             lookup) for the remaining {:.1} µs.",
+            filter - all
+        );
+    }
+    let _ = writeln!(o);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::Sample;
+
+    fn measured(requests: u64) -> Measured {
+        Measured {
+            requests,
+            seconds: 10.0,
+            p50_us: 500.0,
+            p99_us: 900.0,
+            http_errors: 0,
+            socket_errors: 0,
+        }
+    }
+
+    #[test]
+    fn renders_ratios_targets_and_sections() {
+        let mut samples = Vec::new();
+        for (v, n) in [
+            (Variant::NoWasm, 200_000),
+            (Variant::EmptyWasm, 150_000),
+            (Variant::CacheHit, 120_000),
+            (Variant::ExtAuthz, 30_000),
+        ] {
+            samples.push(Sample {
+                variant: v,
+                route: Route::Direct,
+                measured: measured(n),
+                envoy_cpu_us_per_req: 10.0,
+                envoy_cpu_share: 0.99,
+                load_core_busy: 0.5,
+            });
+        }
+        let report = Report {
+            date: "2026-11-23T20:00:00Z".into(),
+            rows: summary::rows(&samples),
+            revocation_ms: vec![400.0, 900.0, 1200.0],
+            ..Report::default()
+        };
+        let text = report.render();
+        assert!(text.contains("| 12000 |"), "{text}");
+        assert!(text.contains("| 0.60× | 0.80× |"), "{text}");
+        assert!(
+            text.contains("cache hit ≥ 0.90 × empty wasm (direct response) | 0.80× | **not met**")
+        );
+        assert!(text.contains("cache hit ≥ 2 × ext_authz (direct response) | 4.00× | met"));
+        assert!(text.contains("median 900 ms, max 1200 ms (3 trials) | met"));
+        assert!(!text.contains("Where the cache hit"));
+        assert_eq!(report.hit_over_empty(Route::Direct), Some(0.8));
+        assert_eq!(report.hit_over_empty(Route::Proxy), None);
+    }
+
+    #[test]
+    fn probe_section_splits_host_calls_from_wasm_work() {
+        let row = |label: &str, cpu: f64| ProbeRow {
+            label: label.into(),
+            rps: 1e6 / cpu,
+            cpu_us_per_req: cpu,
+        };
+        let rows = vec![
+            row(probe::FLOOR, 20.0),
+            row(probe::ALL_CALLS, 30.0),
+            row(probe::FILTER, 34.0),
+        ];
+        let mut o = String::new();
+        render_probe(&mut o, &rows, &Settings::default());
+        assert!(o.contains("| +10.0 µs |"), "{o}");
+        assert!(
+            o.contains(
+                "Of the filter's 14.0 µs above the floor, its 10 host calls account for 10.0 µs"
+            ),
+            "{o}"
+        );
+        assert!(o.contains("the remaining 4.0 µs"), "{o}");
+    }
+}

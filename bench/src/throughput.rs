@@ -1,0 +1,195 @@
+//! The side-by-side load runs: every variant on both routes, interleaved
+//! (round 1: A B C …, round 2: A B C …), Envoy on its own core.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::envoy_config::Chain;
+use crate::gateway::{Common, Gateway};
+use crate::load::{self, Load, Tool};
+use crate::procfs;
+use crate::summary::{Route, Sample, Variant};
+
+pub struct Setup<'a> {
+    pub tool: &'a Tool,
+    pub common: &'a Common,
+    pub work_dir: PathBuf,
+    pub filter_config: serde_json::Value,
+    pub connections: u32,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub rounds: u32,
+    pub envoy_core: usize,
+    pub load_core: usize,
+    /// `Bearer <active mcp:* token>` and `Bearer <bad checksum token>`.
+    pub valid: String,
+    pub invalid: String,
+}
+
+/// Resident memory of one Envoy, idle after start and after the runs.
+#[derive(Debug, Clone)]
+pub struct Memory {
+    pub label: &'static str,
+    pub idle_kib: u64,
+    pub loaded_kib: u64,
+}
+
+pub struct Outcome {
+    pub samples: Vec<Sample>,
+    pub memory: Vec<Memory>,
+    /// `mcp_auth.*` counters of the filter's Envoy after all runs.
+    pub filter_stats: BTreeMap<String, u64>,
+}
+
+/// The Envoys: one per filter chain (cache hit and negative share one).
+const CHAINS: [(&str, usize); 4] = [
+    ("no wasm", 0),
+    ("empty wasm", 1),
+    ("mcp_auth", 2),
+    ("ext_authz", 3),
+];
+
+fn envoy_of(v: Variant) -> usize {
+    match v {
+        Variant::NoWasm => 0,
+        Variant::EmptyWasm => 1,
+        Variant::CacheHit | Variant::Negative => 2,
+        Variant::ExtAuthz => 3,
+    }
+}
+
+pub async fn run(s: &Setup<'_>) -> anyhow::Result<Outcome> {
+    let chains = [
+        Chain::None,
+        Chain::Empty {
+            probe_ops: String::new(),
+        },
+        Chain::McpAuth {
+            config: s.filter_config.clone(),
+        },
+        Chain::ExtAuthz,
+    ];
+    let core = s.envoy_core.to_string();
+    let mut envoys = Vec::new();
+    for ((label, _), chain) in CHAINS.iter().zip(&chains) {
+        let dir = s
+            .work_dir
+            .join(format!("envoy-{}", label.replace(' ', "-")));
+        eprintln!("bench: starting Envoy ({label})");
+        envoys.push(Gateway::start(s.common, chain, &dir, 1, &core).await?);
+    }
+    // Let start-up work (V8 compilation, first stats flush) settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut idle = Vec::new();
+    for e in &envoys {
+        idle.push(e.rss_kib()?);
+    }
+
+    let result = measure(s, &envoys).await;
+
+    let mut memory = Vec::new();
+    for (i, e) in envoys.iter().enumerate() {
+        memory.push(Memory {
+            label: CHAINS[i].0,
+            idle_kib: idle[i],
+            loaded_kib: e.rss_kib().unwrap_or(0),
+        });
+    }
+    let filter_stats = envoys[2].stats("mcp_auth").await.unwrap_or_default();
+    for e in envoys {
+        e.stop().await;
+    }
+    Ok(Outcome {
+        samples: result?,
+        memory,
+        filter_stats,
+    })
+}
+
+async fn measure(s: &Setup<'_>, envoys: &[Gateway]) -> anyhow::Result<Vec<Sample>> {
+    let auth = |v: Variant| {
+        if v == Variant::Negative {
+            s.invalid.as_str()
+        } else {
+            s.valid.as_str()
+        }
+    };
+    if !s.warmup.is_zero() {
+        eprintln!("bench: warming up every variant for {:?}", s.warmup);
+        for route in Route::ALL {
+            for v in Variant::ALL {
+                let url = envoys[envoy_of(v)].url(route.path());
+                let warm = Load {
+                    url: &url,
+                    authorization: Some(auth(v)),
+                    connections: s.connections,
+                    duration: s.warmup,
+                    core: s.load_core,
+                };
+                load::run(s.tool, &warm).await?;
+            }
+        }
+    }
+    let mut samples = Vec::new();
+    for round in 1..=s.rounds {
+        for route in Route::ALL {
+            for v in Variant::ALL {
+                let envoy = &envoys[envoy_of(v)];
+                let url = envoy.url(route.path());
+                let run = Load {
+                    url: &url,
+                    authorization: Some(auth(v)),
+                    connections: s.connections,
+                    duration: s.duration,
+                    core: s.load_core,
+                };
+                let sample = timed_run(s, envoy, &run, v, route).await?;
+                eprintln!(
+                    "bench: round {round} {:<32} {:<22} {:>7.0} req/s  p50 {:>6.0} µs  p99 {:>6.0} µs  \
+                     Envoy {:>5.1} µs/req, {:>3.0} % of a core",
+                    v.label(),
+                    route.label(),
+                    sample.measured.rps(),
+                    sample.measured.p50_us,
+                    sample.measured.p99_us,
+                    sample.envoy_cpu_us_per_req,
+                    sample.envoy_cpu_share * 100.0
+                );
+                samples.push(sample);
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// One load run with Envoy's CPU time and both cores' busy time around it.
+pub async fn timed_run(
+    s: &Setup<'_>,
+    envoy: &Gateway,
+    run: &Load<'_>,
+    variant: Variant,
+    route: Route,
+) -> anyhow::Result<Sample> {
+    let tck = procfs::ticks_per_second();
+    let (t0, l0, start) = (
+        envoy.cpu_ticks()?,
+        procfs::core_times(s.load_core)?,
+        std::time::Instant::now(),
+    );
+    let measured = load::run(s.tool, run).await?;
+    let (t1, l1, wall) = (
+        envoy.cpu_ticks()?,
+        procfs::core_times(s.load_core)?,
+        start.elapsed().as_secs_f64(),
+    );
+    let cpu_s = t1.saturating_sub(t0) as f64 / tck;
+    Ok(Sample {
+        variant,
+        route,
+        measured,
+        envoy_cpu_us_per_req: cpu_s * 1e6 / measured.requests.max(1) as f64,
+        envoy_cpu_share: if wall > 0.0 { cpu_s / wall } else { 0.0 },
+        load_core_busy: l1.busy_since(&l0),
+    })
+}
