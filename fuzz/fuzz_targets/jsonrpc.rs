@@ -1,0 +1,147 @@
+//! The filter's JSON-RPC body inspection (`jsonrpc::inspect`) and the reply
+//! built from its verdict.
+//!
+//! Input: optional head lines, a blank line, then the body:
+//! ```text
+//! mcp-method: tools/call          the Mcp-Method header (any bytes)
+//! mcp-name: search                the Mcp-Name header (any bytes)
+//! scope: mcp:tools/call:search_*  one line per scope of the token
+//! no-scope-check                  scopes need no check (mcp:* / enforce off)
+//!
+//! {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"}}
+//! ```
+//! A bare JSON body (starting with `{` or `[`) has no head.
+
+#![no_main]
+
+use filter::config::Config;
+use filter::jsonrpc::{self, Claimed, Verdict};
+use filter::replies;
+use libfuzzer_sys::fuzz_target;
+use mcpgw_fuzz::{is_header_value, Message};
+use mcpgw_token::scopes::{self, Scope};
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    let msg = Message::parse(data);
+    let claimed = Claimed {
+        method: msg.get("mcp-method"),
+        name: msg.get("mcp-name"),
+    };
+    // Only scopes the grammar accepts: the filter holds nothing else.
+    let held: Vec<Scope> = msg
+        .all("scope")
+        .filter_map(|v| scopes::parse(core::str::from_utf8(v).ok()?).ok())
+        .collect();
+    let check = msg.get("no-scope-check").is_none();
+    let scopes = check.then_some(held.as_slice());
+
+    let verdict = jsonrpc::inspect(msg.body, claimed, scopes);
+
+    match &verdict {
+        Verdict::Deny { required, id } => {
+            assert!(check, "a denial without a scope check");
+            assert!(
+                !held.iter().any(Scope::is_all_mcp),
+                "mcp:* denied {required}"
+            );
+            assert!(required.starts_with("mcp:"));
+            check_id(id);
+            // Holding the named scope lifts that denial (bodies with a ':' in
+            // a method aside: `mcp:a:b` reads as method `a`, name `b`).
+            if let (Ok(granted), false) = (scopes::parse(required), has_colon_method(msg.body)) {
+                let mut more = held.clone();
+                more.push(granted);
+                let again = jsonrpc::inspect(msg.body, claimed, Some(&more));
+                assert!(
+                    !matches!(&again, Verdict::Deny { required: r, .. } if r == required),
+                    "holding {required} still denies it"
+                );
+            }
+        }
+        Verdict::Mismatch { id, .. } => {
+            assert!(!claimed.is_empty(), "a mismatch without Mcp-* headers");
+            check_id(id);
+        }
+        Verdict::InvalidRequest { id, .. } => check_id(id),
+        Verdict::ParseError { .. } => {
+            assert!(serde_json::from_slice::<Value>(msg.body).is_err());
+        }
+        Verdict::Allow => {}
+    }
+
+    // Without scopes or headers to check, only unreadable bodies are refused.
+    if scopes.is_none() && claimed.is_empty() {
+        assert!(
+            !matches!(verdict, Verdict::Deny { .. } | Verdict::Mismatch { .. }),
+            "{verdict:?}"
+        );
+    }
+    // The header check does not depend on the scopes.
+    let headers_only = jsonrpc::inspect(msg.body, claimed, None);
+    assert!(!matches!(headers_only, Verdict::Deny { .. }));
+    if matches!(verdict, Verdict::Deny { .. }) {
+        assert_eq!(headers_only, Verdict::Allow);
+    } else {
+        assert_eq!(headers_only, verdict);
+    }
+
+    check_reply(&verdict);
+});
+
+/// Whether some message of the body has a method containing ':'.
+fn has_colon_method(body: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let messages = match &value {
+        Value::Array(items) => items.as_slice(),
+        one => core::slice::from_ref(one),
+    };
+    messages
+        .iter()
+        .any(|m| m["method"].as_str().is_some_and(|s| s.contains(':')))
+}
+
+/// Only a valid JSON-RPC id (string or number) is echoed; anything else is null.
+fn check_id(id: &Value) {
+    assert!(
+        matches!(id, Value::String(_) | Value::Number(_) | Value::Null),
+        "{id:?}"
+    );
+}
+
+fn check_reply(verdict: &Verdict) {
+    let cfg = Config::default();
+    let Some(reply) = replies::for_verdict(&cfg, verdict) else {
+        assert_eq!(*verdict, Verdict::Allow);
+        return;
+    };
+    for (name, value) in &reply.headers {
+        assert!(is_header_value(value), "{name}: {value:?}");
+    }
+    let body: Value = serde_json::from_str(&reply.body).expect("reply body is JSON");
+    assert_eq!(body["jsonrpc"], "2.0");
+    let (status, code, id) = match verdict {
+        Verdict::Deny { id, .. } => (403, jsonrpc::INSUFFICIENT_SCOPE, id.clone()),
+        Verdict::Mismatch { id, .. } => (400, jsonrpc::HEADER_MISMATCH, id.clone()),
+        Verdict::ParseError { .. } => (400, jsonrpc::PARSE_ERROR, Value::Null),
+        Verdict::InvalidRequest { id, .. } => (400, jsonrpc::INVALID_REQUEST, id.clone()),
+        Verdict::Allow => unreachable!(),
+    };
+    assert_eq!(reply.status, status);
+    assert_eq!(body["error"]["code"], code);
+    assert_eq!(body["id"], id);
+    if let Verdict::Deny { required, .. } = verdict {
+        assert_eq!(body["error"]["data"]["required_scope"], required.as_str());
+        // The challenge names a scope that parses and would grant the request
+        // or a superset of it.
+        let challenge = reply.header("www-authenticate").unwrap();
+        let named = challenge
+            .split("scope=\"")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix('"'))
+            .expect("a scope in the challenge");
+        assert!(!named.contains('"') && !named.contains('\\'), "{challenge}");
+    }
+}

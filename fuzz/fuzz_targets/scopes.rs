@@ -1,0 +1,169 @@
+//! The scope grammar (SPEC §5): `parse`, `covers`, `grants`, `glob_match`.
+//!
+//! Input: `\n`-separated fields
+//! `scope a`, `scope b`, `method`, `name`, then fillers. Beyond "never
+//! panics", it checks:
+//! - a parsed scope prints back to the same string and covers itself;
+//! - `glob_match` agrees with a plain dynamic-programming matcher;
+//! - coverage is sound: if `a` covers `b` and `b` grants a request (or a
+//!   glob `b` matches a text), `a` does too. The creator ceiling relies on it.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mcpgw_fuzz::{lines, reference_glob};
+use mcpgw_token::scopes::{
+    self, first_uncovered, glob_match, grants, is_lifecycle, name_param, parse, required_scope,
+    Scope,
+};
+
+/// The reference matcher is quadratic; longer inputs only test the real one.
+const REFERENCE_MAX: usize = 256;
+
+fuzz_target!(|data: &[u8]| {
+    let fields: Vec<String> = lines(data)
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    let field = |i: usize| fields.get(i).map_or("", String::as_str);
+    let (a_text, b_text, method) = (field(0), field(1), field(2));
+    let name = fields.get(3).map(String::as_str);
+    let fillers = fields.get(4..).unwrap_or(&[]);
+
+    let a = check_parse(a_text);
+    let b = check_parse(b_text);
+
+    // Parsed scopes: soundness of covers against grants.
+    if let (Some(a), Some(b)) = (&a, &b) {
+        let covers = a.covers(b);
+        if covers && grants(core::slice::from_ref(b), method, name) {
+            assert!(
+                grants(core::slice::from_ref(a), method, name),
+                "{a} covers {b}, which grants {method:?} {name:?}, but {a} does not"
+            );
+        }
+        assert_eq!(
+            first_uncovered(core::slice::from_ref(b), core::slice::from_ref(a)).is_none(),
+            covers
+        );
+        // The grant of a pair is the grant of either.
+        let pair = [a.clone(), b.clone()];
+        assert_eq!(
+            grants(&pair, method, name),
+            grants(&pair[..1], method, name) || grants(&pair[1..], method, name)
+        );
+    }
+
+    // Raw patterns, outside the grammar's character set: glob containment
+    // tested on texts `b` matches by construction.
+    check_pattern_cover(a_text, b_text, fillers);
+    check_glob(a_text, method);
+    check_glob(b_text, name.unwrap_or(""));
+
+    check_request(method, name);
+});
+
+fn check_parse(s: &str) -> Option<Scope> {
+    match parse(s) {
+        Ok(scope) => {
+            let printed = scope.to_string();
+            assert_eq!(printed, s, "canonical form");
+            assert_eq!(parse(&printed).as_ref(), Ok(&scope));
+            assert!(scope.covers(&scope), "{scope} covers itself");
+            assert_eq!(scope.is_all_mcp(), s == scopes::ALL_MCP);
+            if let Scope::Mcp {
+                method,
+                name: Some(_),
+            } = &scope
+            {
+                assert!(name_param(method).is_some(), "{s}");
+            }
+            Some(scope)
+        }
+        Err(e) => {
+            let shown = e.to_string();
+            assert!(shown.starts_with("invalid scope "), "{shown}");
+            assert!(s.starts_with(e.scope()), "{:?} vs {s:?}", e.scope());
+            assert!(e.scope().chars().count() <= 80);
+            None
+        }
+    }
+}
+
+/// `outer` covers `inner` as method globs (no name part), checked by
+/// instantiating each `*` of `inner` with a filler: every such text matches
+/// `inner`, so it must match `outer` whenever `outer` covers `inner`.
+fn check_pattern_cover(outer: &str, inner: &str, fillers: &[String]) {
+    let mcp = |p: &str| Scope::Mcp {
+        method: p.to_string(),
+        name: None,
+    };
+    let covers = mcp(outer).covers(&mcp(inner));
+    let mut text = String::new();
+    for (i, part) in inner.split('*').enumerate() {
+        if i > 0 {
+            text.push_str(fillers.get(i - 1).map_or("", String::as_str));
+        }
+        text.push_str(part);
+    }
+    assert!(glob_match(inner, &text), "{inner:?} matches {text:?}");
+    if covers {
+        assert!(
+            glob_match(outer, &text),
+            "{outer:?} covers {inner:?} but does not match {text:?}"
+        );
+        // Containment as names behaves the same as containment as methods.
+        let named = |p: &str| Scope::Mcp {
+            method: "tools/call".into(),
+            name: Some(p.to_string()),
+        };
+        assert!(named(outer).covers(&named(inner)));
+    }
+    // Name scopes never cover a method-wide scope of the same method.
+    let name_only = Scope::Mcp {
+        method: "tools/call".into(),
+        name: Some(outer.to_string()),
+    };
+    assert!(!name_only.covers(&mcp("tools/call")));
+}
+
+fn check_glob(pattern: &str, text: &str) {
+    let got = glob_match(pattern, text);
+    if pattern.len() <= REFERENCE_MAX && text.len() <= REFERENCE_MAX {
+        assert_eq!(
+            got,
+            reference_glob(pattern.as_bytes(), text.as_bytes()),
+            "glob_match({pattern:?}, {text:?})"
+        );
+    }
+    if !pattern.contains('*') {
+        assert_eq!(got, pattern == text);
+    }
+    // Every string matches itself as a pattern (`*` also matches a `*`).
+    assert!(glob_match(text, text));
+}
+
+fn check_request(method: &str, name: Option<&str>) {
+    if is_lifecycle(method) {
+        assert!(grants(&[], method, name));
+    } else {
+        assert!(!grants(&[], method, name));
+    }
+    let all = [parse(scopes::ALL_MCP).unwrap()];
+    assert!(grants(&all, method, name));
+    assert!(
+        !grants(&[Scope::TokensRead, Scope::TokensWrite], method, name) || is_lifecycle(method)
+    );
+
+    // The scope a denial names grants the request it was named for. Methods
+    // with ':' are left out: `mcp:a:b` reads as method `a`, name `b`.
+    let required = required_scope(method, name);
+    assert!(required.starts_with("mcp:"));
+    if !method.contains(':') {
+        if let Ok(scope) = parse(&required) {
+            assert!(
+                grants(core::slice::from_ref(&scope), method, name),
+                "{required} does not grant {method:?} {name:?}"
+            );
+        }
+    }
+}
