@@ -59,3 +59,7 @@ lint: toolchain
 # Run the local stack: token API, demo MCP backends, Envoy + filter; prints tokens and client configs.
 up: build envoy
     cargo run -q -p harness --bin mcpgw -- up
+
+# Longer reliability run: the reliability suite with 100,000 requests in its load test (SOAK=1).
+soak: build envoy
+    SOAK=1 cargo test -p harness --test reliability_suite -- --nocapture

@@ -12,6 +12,7 @@ use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
 use crate::backends::{Backend, Tenancy};
+use crate::faults::FaultProxy;
 use crate::spin::{Running, SpinOptions, TokenApiHost};
 use envoy::Envoy;
 
@@ -107,20 +108,44 @@ pub struct StackOptions {
     pub envoy_concurrency: u32,
 }
 
+/// Optional parts of a stack, beyond [`StackOptions`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StackExtras {
+    /// Put a [`FaultProxy`] between Envoy and the token API: Envoy's
+    /// `token_api` cluster points at the proxy, while [`Stack::mint`] and
+    /// [`Stack::token_api_url`] still reach the token API directly.
+    pub token_api_faults: bool,
+}
+
 /// Everything running.
 pub struct Stack {
     pub ports: Ports,
     pub admin_key: String,
     pub envoy: Envoy,
     pub backends: BTreeMap<String, Backend>,
+    /// The fault proxy in front of the token API, when asked for.
+    pub faults: Option<FaultProxy>,
     token_api: Option<Running>,
     data_dir: PathBuf,
 }
 
 impl Stack {
     pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
+        Self::start_with(opts, StackExtras::default()).await
+    }
+
+    pub async fn start_with(opts: StackOptions, extras: StackExtras) -> anyhow::Result<Self> {
         let ports = opts.ports.resolve()?;
         let token_api = start_token_api(&opts.data_dir, ports.token_api, &opts.admin_key).await?;
+        let faults = if extras.token_api_faults {
+            Some(FaultProxy::start(loopback(0), loopback(ports.token_api)).await?)
+        } else {
+            None
+        };
+        // The port Envoy's `token_api` cluster calls.
+        let token_api_cluster_port = faults
+            .as_ref()
+            .map_or(ports.token_api, |f| f.addr().port());
         let mut backends = BTreeMap::new();
         for (name, port, tenancy) in [
             ("acme", ports.acme, Tenancy::Fixed("acme".into())),
@@ -142,7 +167,7 @@ impl Stack {
         let vars = BTreeMap::from([
             ("ADMIN_PORT", ports.admin.to_string()),
             ("LISTEN_PORT", ports.gateway.to_string()),
-            ("TOKEN_API_PORT", ports.token_api.to_string()),
+            ("TOKEN_API_PORT", token_api_cluster_port.to_string()),
             ("ACME_PORT", ports.acme.to_string()),
             ("GLOBEX_PORT", ports.globex.to_string()),
             ("SHARED_PORT", ports.shared.to_string()),
@@ -163,6 +188,7 @@ impl Stack {
             admin_key: opts.admin_key,
             envoy,
             backends,
+            faults,
             token_api: Some(token_api),
             data_dir: opts.data_dir,
         })
@@ -215,6 +241,9 @@ impl Stack {
             b.stop().await;
         }
         self.envoy.stop().await;
+        if let Some(f) = self.faults.take() {
+            f.stop().await;
+        }
     }
 }
 
