@@ -63,3 +63,36 @@ up: build envoy
 # Longer reliability run: the reliability suite with 100,000 requests in its load test (SOAK=1).
 soak: build envoy
     SOAK=1 cargo test -p harness --test reliability_suite -- --nocapture
+
+# Fuzz every parser for SECONDS each (`just fuzz 120`; `just fuzz 60 address` for ASan); non-zero exit on a crash.
+fuzz SECONDS="30" SANITIZER="none":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    rustup toolchain list | grep -q '^nightly' || { echo "installing the Rust nightly toolchain (libFuzzer needs it)"; rustup toolchain install nightly --profile minimal; }
+    cargo +nightly fuzz --version >/dev/null 2>&1 || { echo "installing cargo-fuzz (cargo install cargo-fuzz --locked)"; cargo install cargo-fuzz --locked; }
+    cd fuzz
+    cargo +nightly fuzz build --sanitizer {{SANITIZER}}
+    mkdir -p target/logs
+    failed=()
+    printf '%-16s %11s %8s %6s %12s  %s\n' target executions exec/s cov corpus result
+    for t in $(cargo +nightly fuzz list); do
+        # Inputs the fuzzer finds go to a scratch dir under target/; only the seeds in corpus/ are committed.
+        mkdir -p "target/corpus/$t"
+        log="target/logs/$t.log"
+        result=ok
+        cargo +nightly fuzz run --sanitizer {{SANITIZER}} "$t" "target/corpus/$t" "corpus/$t" -- \
+            -max_total_time={{SECONDS}} -timeout=10 -print_final_stats=1 >"$log" 2>&1 || { result=CRASH; failed+=("$t"); }
+        execs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log")
+        rate=$(awk '/stat::average_exec_per_sec/ {print $2}' "$log")
+        cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
+        corp=$(grep -oE 'corp: [0-9]+/[0-9]+[a-zA-Z]*' "$log" | tail -1 | cut -d' ' -f2)
+        printf '%-16s %11s %8s %6s %12s  %s\n' "$t" "${execs:--}" "${rate:--}" "${cov:--}" "${corp:--}" "$result"
+    done
+    if [ ${#failed[@]} -gt 0 ]; then
+        for t in "${failed[@]}"; do
+            echo "--- $t (full log: fuzz/target/logs/$t.log)"
+            grep -E -A3 'panicked at|ERROR: libFuzzer|Test unit written|Reproduce with' "target/logs/$t.log" | head -20
+        done
+        echo "crashing inputs are in fuzz/artifacts/<target>/; fuzz/README.md says how to turn one into a regression test"
+        exit 1
+    fi
