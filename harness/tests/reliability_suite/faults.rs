@@ -136,6 +136,17 @@ async fn check(http: &reqwest::Client, gateway: &str, p: &Probe, n: u64, t: &mut
     }
 }
 
+/// A flag that turns true after `d`.
+fn stop_after(d: Duration) -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(d).await;
+        set.store(true, Ordering::Relaxed);
+    });
+    flag
+}
+
 /// Sends every probe until each has been delivered once in a row; returns
 /// how long that took, or panics after `within`.
 async fn wait_all_deliver(
@@ -251,13 +262,15 @@ async fn token_api_faults_fail_closed_serve_stale_and_recover() {
         proxy.set(fault);
         let mut mix = probes(&warm, Expect::Deliver);
         mix.extend(probes(&cold, Expect::FailClosed));
+        // Bounded in time as well: with the delay fault every request for a
+        // stale token waits for the callout timeout.
         let t = phase(
             &http,
             &gateway,
             &mix,
             8,
             12,
-            Arc::new(AtomicBool::new(false)),
+            stop_after(Duration::from_millis(1200)),
         )
         .await;
         let exercised = fault_delta(before, proxy.counts());

@@ -2,10 +2,13 @@
 //! revoking through the token API, and the cheap request whose answer proves
 //! which tenant served it (a stateless `tools/call whoami`).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use harness::stack::{self, Ports, Stack, StackExtras, StackOptions};
 use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 /// Envoys with two workers each compete for two cores: one stack at a time.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -20,20 +23,29 @@ pub async fn start(tweak: impl FnOnce(&mut Value), faults: bool) -> (Stack, temp
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = stack::default_filter_config();
     tweak(&mut config);
-    let stack = Stack::start_with(
-        StackOptions {
-            data_dir: dir.path().to_path_buf(),
-            ports: Ports::default(),
-            admin_key: stack::random_admin_key().expect("admin key"),
-            filter_config: config,
-            envoy_concurrency: 2,
-        },
-        StackExtras {
-            token_api_faults: faults,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("stack did not start: {e:#}"));
+    let opts = StackOptions {
+        data_dir: dir.path().to_path_buf(),
+        ports: Ports::default(),
+        admin_key: stack::random_admin_key().expect("admin key"),
+        filter_config: config,
+        envoy_concurrency: 2,
+    };
+    let extras = StackExtras {
+        token_api_faults: faults,
+    };
+    // Free ports are picked, released, then bound: on a machine shared with
+    // other test runs one can be taken in between, so try again.
+    let mut attempt = 1;
+    let stack = loop {
+        match Stack::start_with(opts.clone(), extras).await {
+            Ok(s) => break s,
+            Err(e) if attempt < 3 => {
+                eprintln!("stack did not start (attempt {attempt}), retrying: {e:#}");
+                attempt += 1;
+            }
+            Err(e) => panic!("stack did not start: {e:#}"),
+        }
+    };
     (stack, dir)
 }
 
@@ -160,6 +172,194 @@ pub fn whoami(
     req
 }
 
+/// The bytes of a stateless `whoami` POST on a kept-alive connection (the
+/// load loop's request; [`whoami`] is the same through reqwest).
+pub fn whoami_bytes(path: &str, token: Option<&str>, extra: &[(&str, &str)], id: u64) -> Vec<u8> {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+    "name": "whoami", "arguments": {},
+    "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}
+    }}})
+    .to_string();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nhost: gateway\r\naccept: application/json, text/event-stream\r\n\
+         content-type: application/json\r\nmcp-protocol-version: 2026-07-28\r\n\
+         mcp-method: tools/call\r\nmcp-name: whoami\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if let Some(t) = token {
+        head.push_str(&format!("authorization: Bearer {t}\r\n"));
+    }
+    for (n, v) in extra {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// An answer read by [`KeepAlive`].
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// Names lowercased, values trimmed (lossy UTF-8).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 client on one kept-alive connection, reconnecting
+/// when the server closes it. The load loop spends its CPU here, and a
+/// debug-built general client costs several times more per request than
+/// the gateway itself.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+impl KeepAlive {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self { addr, conn: None }
+    }
+
+    /// Sends `request` (complete bytes) and reads the whole answer. A
+    /// kept-alive connection the server closed meanwhile is retried once on
+    /// a fresh one.
+    pub async fn send(&mut self, request: &[u8]) -> std::io::Result<Answer> {
+        let reused = self.conn.is_some();
+        match self.try_send(request).await {
+            Err(e) if reused && is_stale_connection(&e) => {
+                self.conn = None;
+                self.try_send(request).await
+            }
+            other => other,
+        }
+    }
+
+    async fn try_send(&mut self, request: &[u8]) -> std::io::Result<Answer> {
+        if self.conn.is_none() {
+            let s = TcpStream::connect(self.addr).await?;
+            s.set_nodelay(true)?;
+            self.conn = Some(BufReader::new(s));
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        let result = exchange(conn, request).await;
+        match &result {
+            Ok((_, keep)) if *keep => {}
+            _ => self.conn = None,
+        }
+        result.map(|(a, _)| a)
+    }
+}
+
+fn is_stale_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | BrokenPipe | ConnectionAborted
+    )
+}
+
+/// One request/answer; also says whether the connection may be reused.
+async fn exchange(
+    conn: &mut BufReader<TcpStream>,
+    request: &[u8],
+) -> std::io::Result<(Answer, bool)> {
+    use std::io::{Error, ErrorKind};
+    let bad = |what: &str| Error::new(ErrorKind::InvalidData, what.to_string());
+    conn.get_mut().write_all(request).await?;
+    let mut line = Vec::new();
+    if conn.read_until(b'\n', &mut line).await? == 0 {
+        return Err(Error::new(
+            ErrorKind::UnexpectedEof,
+            "closed before answering",
+        ));
+    }
+    let status: u16 = std::str::from_utf8(&line)
+        .ok()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status line"))?;
+    let (mut length, mut chunked, mut keep) = (None, false, true);
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if conn.read_until(b'\n', &mut line).await? == 0 {
+            return Err(Error::new(
+                ErrorKind::UnexpectedEof,
+                "closed in the headers",
+            ));
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end();
+        if text.is_empty() {
+            break;
+        }
+        let Some((name, value)) = text.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        match name.as_str() {
+            "content-length" => length = value.parse::<usize>().ok(),
+            "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+            "connection" => keep = !value.eq_ignore_ascii_case("close"),
+            _ => {}
+        }
+        headers.push((name, value.to_string()));
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            conn.read_until(b'\n', &mut line).await?;
+            let size = std::str::from_utf8(&line)
+                .ok()
+                .and_then(|l| usize::from_str_radix(l.trim().split(';').next()?, 16).ok())
+                .ok_or_else(|| bad("bad chunk size"))?;
+            if size == 0 {
+                // Trailers, up to the blank line.
+                loop {
+                    line.clear();
+                    if conn.read_until(b'\n', &mut line).await? == 0 || line.trim_ascii().is_empty()
+                    {
+                        break;
+                    }
+                }
+                break;
+            }
+            let at = body.len();
+            body.resize(at + size + 2, 0);
+            conn.read_exact(&mut body[at..]).await?;
+            body.truncate(at + size);
+        }
+    } else if let Some(n) = length {
+        body.resize(n, 0);
+        conn.read_exact(&mut body).await?;
+    } else if status >= 200 && status != 204 && status != 304 {
+        // No length: the body runs to the end of the connection.
+        conn.read_to_end(&mut body).await?;
+        keep = false;
+    }
+    Ok((
+        Answer {
+            status,
+            headers,
+            body,
+        },
+        keep,
+    ))
+}
+
 /// What a backend's `whoami` said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Who {
@@ -269,4 +469,36 @@ fn whoami_answers_parse_from_sse_and_json() {
     assert_eq!(parse_whoami(&sse), Some(want));
     assert_eq!(parse_whoami("data: {\"jsonrpc\":\"2.0\"}\n\n"), None);
     assert_eq!(parse_whoami("not json"), None);
+}
+
+#[tokio::test]
+async fn keepalive_reads_sized_chunked_and_unsized_answers_and_reconnects() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answers: [&[u8]; 3] = [
+        b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 5\r\nwww-authenticate: Bearer x\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nto the end",
+    ];
+    tokio::spawn(async move {
+        // The first connection serves the first two answers, then closes
+        // without a word; the second serves the third.
+        for batch in [&answers[..2], &answers[2..]] {
+            let (mut s, _) = listener.accept().await.unwrap();
+            for a in batch {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await.unwrap();
+                s.write_all(a).await.unwrap();
+            }
+        }
+    });
+    let mut k = KeepAlive::new(addr);
+    let a = k.send(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    assert_eq!((a.status, a.body.as_slice()), (401, &b"hello"[..]));
+    assert_eq!(a.header("www-authenticate"), Some("Bearer x"));
+    let a = k.send(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    assert_eq!((a.status, a.body.as_slice()), (200, &b"abcde"[..]));
+    // The server closed the kept-alive connection: one retry on a new one.
+    let a = k.send(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    assert_eq!((a.status, a.body.as_slice()), (200, &b"to the end"[..]));
 }
