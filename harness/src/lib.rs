@@ -7,5 +7,5 @@ pub mod backends;
 pub mod cli;
 pub mod faults;
 pub mod proxy_wasm;
-pub mod stack;
 pub mod spin;
+pub mod stack;
