@@ -143,9 +143,7 @@ impl Stack {
             None
         };
         // The port Envoy's `token_api` cluster calls.
-        let token_api_cluster_port = faults
-            .as_ref()
-            .map_or(ports.token_api, |f| f.addr().port());
+        let token_api_cluster_port = faults.as_ref().map_or(ports.token_api, |f| f.addr().port());
         let mut backends = BTreeMap::new();
         for (name, port, tenancy) in [
             ("acme", ports.acme, Tenancy::Fixed("acme".into())),

