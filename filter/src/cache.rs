@@ -261,6 +261,26 @@ impl LocalCache {
         );
     }
 
+    /// After a failed callout served this stale decision: treat it as fresh
+    /// for `hold_ms` more (never past its stale window), so an outage costs one
+    /// callout per token per hold, not one timeout-long callout per request.
+    pub fn hold_stale(&mut self, key: &Key, now: u64, hold_ms: u64) {
+        let Some(e) = self.map.get(key) else {
+            return;
+        };
+        let d = e.deadlines;
+        let fresh_until = now.saturating_add(hold_ms).min(d.usable_until);
+        if fresh_until <= d.fresh_until || !matches!(e.decision, Decision::Active(_)) {
+            return;
+        }
+        let decision = e.decision.clone();
+        let held = Deadlines {
+            fresh_until,
+            usable_until: d.usable_until,
+        };
+        self.insert(*key, decision, held, now);
+    }
+
     /// Removes the decision for `key`; whether there was one.
     pub fn remove(&mut self, key: &Key) -> bool {
         match self.map.remove(key) {

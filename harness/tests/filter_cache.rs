@@ -438,6 +438,30 @@ fn stale_if_error_serves_a_recent_decision_when_the_token_api_fails() {
 }
 
 #[test]
+fn during_an_outage_a_stale_token_costs_one_callout_per_second_not_one_per_request() {
+    let mut env = envoy();
+    let t = token(1);
+    admit_all(&mut env, &t).forwarded();
+    env.advance(secs(31));
+    let stream = env.send(mcp(&t, &initialize(2)));
+    env.time_out(the_introspection(&env).id);
+    assert_routed_to(&env.outcome(stream), "acme");
+    let callouts = env.metric("mcp_auth.callouts");
+    // Within the hold: served without asking the failing token API again.
+    for i in 0..5 {
+        env.advance(millis(100));
+        assert_routed_to(&env.request(mcp(&t, &initialize(10 + i))), "acme");
+    }
+    assert_eq!(env.metric("mcp_auth.callouts"), callouts);
+    // After it: one new attempt.
+    env.advance(millis(600));
+    let stream = env.send(mcp(&t, &initialize(20)));
+    assert_eq!(env.metric("mcp_auth.callouts"), callouts + 1);
+    env.fail(the_introspection(&env).id);
+    assert_routed_to(&env.outcome(stream), "acme");
+}
+
+#[test]
 fn stale_if_error_never_serves_a_token_past_its_exp() {
     let mut env = envoy();
     let t = token(1);

@@ -123,6 +123,40 @@ fn stale_never_outlives_exp() {
 }
 
 #[test]
+fn a_held_stale_decision_is_fresh_for_the_hold_then_stale_again() {
+    let p = policy();
+    let mut c = LocalCache::new(10);
+    c.insert(key(1), grant(&["mcp:*"], None), p.active(30, None, 0), 0);
+    // Failed callout at 31 s: reuse for one more second, no callout.
+    c.hold_stale(&key(1), 31_000, 1_000);
+    assert!(c.get(&key(1), 31_999).is_some());
+    assert!(c.get(&key(1), 32_000).is_none());
+    // The stale window itself is unchanged.
+    assert!(c.get_stale(&key(1), 329_999).is_some());
+    assert!(c.get_stale(&key(1), 330_000).is_none());
+    // A hold never reaches past the stale window.
+    c.hold_stale(&key(1), 329_500, 1_000);
+    assert!(c.get(&key(1), 329_999).is_some());
+    assert!(c.get(&key(1), 330_000).is_none());
+}
+
+#[test]
+fn negative_and_missing_decisions_are_never_held() {
+    let p = policy();
+    let mut c = LocalCache::new(10);
+    c.insert(
+        key(2),
+        Decision::Inactive(Reason::Revoked),
+        p.inactive(0),
+        0,
+    );
+    c.hold_stale(&key(2), 6_000, 1_000);
+    assert!(c.get(&key(2), 6_500).is_none());
+    c.hold_stale(&key(3), 0, 1_000);
+    assert!(c.is_empty() || c.get(&key(3), 1).is_none());
+}
+
+#[test]
 fn negative_entries_use_negative_ttl_and_are_never_stale() {
     let p = policy();
     let mut c = LocalCache::new(10);

@@ -3,7 +3,7 @@
 
 use super::host::{self, log};
 use super::http::{deliver, Outcome, StreamRef};
-use crate::cache::{hex_of, Decision, Key, LocalCache, Policy, RecentlyRevoked};
+use crate::cache::{hex_of, Deadlines, Decision, Key, LocalCache, Policy, RecentlyRevoked};
 use crate::coalesce::Inflight;
 use crate::config::Config;
 use crate::introspect::{Answer, Unavailable};
@@ -18,6 +18,9 @@ use std::rc::Rc;
 
 /// Revoked keys remembered against late answers and shared writes.
 const RECENTLY_REVOKED: usize = 4096;
+/// How long a stale decision is reused after a failed callout before the
+/// next one is tried (matches the 503's `Retry-After: 1`).
+const STALE_HOLD_MS: u64 = 1000;
 /// CAS attempts on a contended bucket before giving up (the cache is an
 /// optimisation; losing one write only costs a callout elsewhere).
 const CAS_ATTEMPTS: usize = 3;
@@ -100,16 +103,21 @@ impl Worker {
     /// within the stale window (here or shared), else 503.
     pub fn failure(&mut self, key: &Key, now: u64) -> Outcome {
         if let Some(Decision::Active(g)) = self.cache.get_stale(key, now) {
-            return Outcome::Allow {
-                grant: g.clone(),
-                stale: true,
-            };
+            let grant = g.clone();
+            self.cache.hold_stale(key, now, STALE_HOLD_MS);
+            return Outcome::Allow { grant, stale: true };
         }
         if !self.revoked.contains(key) {
             let (entries, _) = read_bucket(&self.bucket(key));
             let stale = shared::find(&entries, key, now).and_then(SharedEntry::decision);
             if let Some((Decision::Active(g), d)) = stale {
                 if now < d.usable_until {
+                    let held = Deadlines {
+                        fresh_until: now.saturating_add(STALE_HOLD_MS).min(d.usable_until),
+                        usable_until: d.usable_until,
+                    };
+                    self.cache
+                        .insert(*key, Decision::Active(g.clone()), held, now);
                     return Outcome::Allow {
                         grant: g,
                         stale: true,
