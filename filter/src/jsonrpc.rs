@@ -13,7 +13,8 @@
 //!   server to reject.
 //! - A `method` that is not a string is refused (400, -32600).
 //! - `Mcp-Method` / `Mcp-Name`, when sent, must equal the method and name of
-//!   every request in the body (for a single request: that request).
+//!   every request in the body (for a single request: that request), bare or
+//!   in the `=?base64?…?=` form of SEP-2243.
 //! - A denied batch is refused whole; the error carries the first denied
 //!   request's `id`.
 
@@ -27,6 +28,22 @@ pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
 /// Implementation-defined server error used for a scope denial.
 pub const INSUFFICIENT_SCOPE: i64 = -32003;
+
+/// Whether a `Mcp-Method` / `Mcp-Name` header value names `actual`. Values
+/// that cannot travel as bare header text (non-ASCII, edge blanks) are sent
+/// as `=?base64?<standard base64>?=` (SEP-2243), so both forms are accepted.
+pub fn header_matches(header: &[u8], actual: &str) -> bool {
+    use base64::Engine as _;
+    match header
+        .strip_prefix(b"=?base64?")
+        .and_then(|h| h.strip_suffix(b"?="))
+    {
+        Some(inner) => base64::engine::general_purpose::STANDARD
+            .decode(inner)
+            .is_ok_and(|decoded| decoded == actual.as_bytes()),
+        None => header == actual.as_bytes(),
+    }
+}
 
 /// What the client's routing headers claim the body is.
 #[derive(Debug, Clone, Copy, Default)]
@@ -106,7 +123,7 @@ pub fn inspect(body: &[u8], claimed: Claimed<'_>, scopes: Option<&[Scope]>) -> V
         let name = scopes::name_param(method).and_then(|p| obj.get("params")?.get(p)?.as_str());
 
         if let Some(m) = claimed.method {
-            if m != method.as_bytes() {
+            if !header_matches(m, method) {
                 return Verdict::Mismatch {
                     detail: format!(
                         "Mcp-Method header {:?} does not match the body's method {method:?}",
@@ -117,7 +134,7 @@ pub fn inspect(body: &[u8], claimed: Claimed<'_>, scopes: Option<&[Scope]>) -> V
             }
         }
         if let Some(n) = claimed.name {
-            if name.map(str::as_bytes) != Some(n) {
+            if !name.is_some_and(|name| header_matches(n, name)) {
                 return Verdict::Mismatch {
                     detail: format!(
                         "Mcp-Name header {:?} does not match the body's name {:?}",

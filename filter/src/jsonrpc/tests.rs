@@ -183,6 +183,37 @@ fn headers_matching_the_body_pass() {
 }
 
 #[test]
+fn base64_wrapped_header_values_are_decoded_before_comparing() {
+    // `printf %s 'résumé' | base64` → csOpc3Vtw6k=
+    let body = call(1, "résumé").to_string();
+    let claimed = Claimed {
+        method: Some(b"tools/call"),
+        name: Some(b"=?base64?csOpc3Vtw6k=?="),
+    };
+    assert_eq!(inspect(body.as_bytes(), claimed, None), Verdict::Allow);
+    for lie in [
+        &b"=?base64?bGlzdF9h?="[..],
+        b"=?base64?not base64?=",
+        b"=?base64?csOpc3Vtw6k=",
+    ] {
+        let claimed = Claimed {
+            method: Some(b"tools/call"),
+            name: Some(lie),
+        };
+        assert!(
+            matches!(
+                inspect(body.as_bytes(), claimed, None),
+                Verdict::Mismatch { .. }
+            ),
+            "{}",
+            String::from_utf8_lossy(lie)
+        );
+    }
+    assert!(header_matches(b"tools/list", "tools/list"));
+    assert!(header_matches(b"=?base64?dG9vbHMvbGlzdA==?=", "tools/list"));
+}
+
+#[test]
 fn lying_headers_are_refused_even_without_scope_checks() {
     let body = call(5, "rm_all").to_string();
     let lies = [
