@@ -86,6 +86,7 @@ impl Database {
         Ok(Pooled {
             db: self.clone(),
             conn: Some(conn),
+            used: false,
         })
     }
 }
@@ -95,6 +96,10 @@ impl Database {
 struct Pooled {
     db: Arc<Database>,
     conn: Option<rusqlite::Connection>,
+    /// Whether this guest connection ran a statement: until it does, its
+    /// rowid and change counters read 0, as on the new connection Spin opens,
+    /// not what a previous borrower left.
+    used: bool,
 }
 
 impl Drop for Pooled {
@@ -117,16 +122,44 @@ impl Drop for Pooled {
 pub struct Connection(Arc<Mutex<Pooled>>);
 
 impl Connection {
-    /// Runs `f` on the underlying connection on the blocking pool.
+    /// Runs a statement-like `f` on the underlying connection, on the
+    /// blocking pool.
     async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> R + Send + 'static,
     ) -> Result<R, Error> {
+        self.with(move |pooled, conn| {
+            pooled.used = true;
+            f(conn)
+        })
+        .await
+    }
+
+    /// Reads a counter (`changes`, `last_insert_rowid`); 0 before the first
+    /// statement.
+    async fn counter<R: Default + Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> R + Send + 'static,
+    ) -> R {
+        self.with(move |pooled, conn| if pooled.used { f(conn) } else { R::default() })
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn with<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Pooled, &rusqlite::Connection) -> R + Send + 'static,
+    ) -> Result<R, Error> {
         let inner = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            let guard = inner.lock().unwrap_or_else(|e| e.into_inner());
-            match guard.conn.as_ref() {
-                Some(conn) => Ok(f(conn)),
+            let mut guard = inner.lock().unwrap_or_else(|e| e.into_inner());
+            let pooled = &mut *guard;
+            match pooled.conn.take() {
+                Some(conn) => {
+                    let r = f(pooled, &conn);
+                    pooled.conn = Some(conn);
+                    Ok(r)
+                }
                 None => Err(Error::InvalidConnection),
             }
         })
@@ -355,14 +388,14 @@ impl wit::HostConnection for SqliteView<'_> {
 
     async fn last_insert_rowid(&mut self, this: Resource<Connection>) -> i64 {
         match lookup(self.table, &this) {
-            Ok(conn) => conn.run(|c| c.last_insert_rowid()).await.unwrap_or(0),
+            Ok(conn) => conn.counter(|c| c.last_insert_rowid()).await,
             Err(_) => 0,
         }
     }
 
     async fn changes(&mut self, this: Resource<Connection>) -> u64 {
         match lookup(self.table, &this) {
-            Ok(conn) => conn.run(|c| c.changes()).await.unwrap_or(0),
+            Ok(conn) => conn.counter(|c| c.changes()).await,
             Err(_) => 0,
         }
     }
@@ -422,14 +455,14 @@ impl<T> wit::HostConnectionWithStore<T> for SqliteHost {
         this: Resource<Connection>,
     ) -> i64 {
         match accessor.with(|mut a| lookup(a.get().table, &this)) {
-            Ok(conn) => conn.run(|c| c.last_insert_rowid()).await.unwrap_or(0),
+            Ok(conn) => conn.counter(|c| c.last_insert_rowid()).await,
             Err(_) => 0,
         }
     }
 
     async fn changes_async(accessor: &Accessor<T, Self>, this: Resource<Connection>) -> u64 {
         match accessor.with(|mut a| lookup(a.get().table, &this)) {
-            Ok(conn) => conn.run(|c| c.changes()).await.unwrap_or(0),
+            Ok(conn) => conn.counter(|c| c.changes()).await,
             Err(_) => 0,
         }
     }
@@ -512,6 +545,30 @@ mod tests {
             .query_row("SELECT count(*) FROM v", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0, "the abandoned transaction must be rolled back");
+    }
+
+    #[tokio::test]
+    async fn counters_read_zero_on_a_reused_connection_until_it_runs_a_statement() {
+        let (_dir, db) = db();
+        let first = open_connection(db.clone()).await.unwrap();
+        execute_on(first.clone(), "CREATE TABLE w (x)".into(), vec![])
+            .await
+            .unwrap();
+        let ins = execute_on(first.clone(), "INSERT INTO w VALUES (1)".into(), vec![])
+            .await
+            .unwrap();
+        assert_eq!(ins.error, None);
+        assert_eq!(first.counter(|c| c.changes()).await, 1);
+        assert_eq!(first.counter(|c| c.last_insert_rowid()).await, 1);
+        drop(first);
+
+        let second = open_connection(db.clone()).await.unwrap();
+        assert_eq!(second.counter(|c| c.changes()).await, 0);
+        assert_eq!(second.counter(|c| c.last_insert_rowid()).await, 0);
+        execute_on(second.clone(), "INSERT INTO w VALUES (2)".into(), vec![])
+            .await
+            .unwrap();
+        assert_eq!(second.counter(|c| c.last_insert_rowid()).await, 2);
     }
 
     #[test]
