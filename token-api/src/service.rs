@@ -203,9 +203,10 @@ impl<D: Db> Service<'_, D> {
             Credential::Admin => Ok(Principal::Admin),
             Credential::Token { sha } => {
                 let record = self.store.token_by_sha(&sha, self.now).await?;
+                let last_used_at = record.as_ref().and_then(|r| r.last_used_at);
                 let principal = auth::token_principal(record, self.now)?;
                 if let Principal::Token(t) = &principal {
-                    self.touch(&t.id).await;
+                    self.touch(&t.id, last_used_at).await;
                 }
                 Ok(principal)
             }
@@ -213,7 +214,12 @@ impl<D: Db> Service<'_, D> {
     }
 
     /// `last_used_at` is bookkeeping: failing to write it never fails a request.
-    async fn touch(&self, id: &str) {
+    /// Skipped when the row just read says it was written within the minute,
+    /// so a busy token's introspection stays one read, not a read and a write.
+    async fn touch(&self, id: &str, last_used_at: Option<i64>) {
+        if last_used_at.is_some_and(|t| t > self.now - 60) {
+            return;
+        }
         if let Err(e) = self.store.touch(id, self.now).await {
             eprintln!("token-api: last_used_at of {id} not updated: {e}");
         }
@@ -239,7 +245,7 @@ impl<D: Db> Service<'_, D> {
             Status::Revoked => inactive("revoked"),
             Status::Expired => inactive("expired"),
             Status::Active => {
-                self.touch(&t.id).await;
+                self.touch(&t.id, t.last_used_at).await;
                 let cap = i64::from(self.config.default_cache_ttl_s);
                 let cache_ttl_s = t.expires_at.map_or(cap, |exp| cap.min(exp - self.now));
                 Ok(Response::json(
