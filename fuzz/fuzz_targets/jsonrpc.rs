@@ -7,6 +7,7 @@
 //! mcp-name: search                the Mcp-Name header (any bytes)
 //! scope: mcp:tools/call:search_*  one line per scope of the token
 //! no-scope-check                  scopes need no check (mcp:* / enforce off)
+//!                                 (header values may be `=?base64?…?=`)
 //!
 //! {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"}}
 //! ```
@@ -18,7 +19,7 @@ use filter::config::Config;
 use filter::jsonrpc::{self, Claimed, Verdict};
 use filter::replies;
 use libfuzzer_sys::fuzz_target;
-use mcpgw_fuzz::{is_header_value, Message};
+use mcpgw_fuzz::{base64_encode, is_header_value, Message};
 use mcpgw_token::scopes::{self, Scope};
 use serde_json::Value;
 
@@ -87,7 +88,28 @@ fuzz_target!(|data: &[u8]| {
     }
 
     check_reply(&verdict);
+    if let Ok(text) = core::str::from_utf8(msg.body) {
+        for header in [claimed.method, claimed.name].into_iter().flatten() {
+            check_header_matches(header, text);
+        }
+    }
 });
+
+/// `Mcp-Method` / `Mcp-Name` values, bare or `=?base64?…?=` (SEP-2243).
+fn check_header_matches(header: &[u8], actual: &str) {
+    let wrapped = |h: &[u8]| h.starts_with(b"=?base64?") && h.ends_with(b"?=");
+    if !wrapped(actual.as_bytes()) {
+        assert!(jsonrpc::header_matches(actual.as_bytes(), actual));
+    }
+    let encoded = format!("=?base64?{}?=", base64_encode(actual.as_bytes()));
+    assert!(
+        jsonrpc::header_matches(encoded.as_bytes(), actual),
+        "{encoded}"
+    );
+    if jsonrpc::header_matches(header, actual) && !wrapped(header) {
+        assert_eq!(header, actual.as_bytes());
+    }
+}
 
 /// Whether some message of the body has a method containing ':'.
 fn has_colon_method(body: &[u8]) -> bool {

@@ -161,6 +161,27 @@ pub fn base62_decode_32(digits: &[u8]) -> Option<[u8; 32]> {
     num[1..].try_into().ok()
 }
 
+/// Standard base64 with padding (RFC 4648 §4), for the `=?base64?…?=` header
+/// form of SEP-2243; independent of the `base64` crate the filter decodes with.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// The invariants of every token API error: a 4xx/5xx status, a snake_case
 /// code, a message, a JSON body carrying both, and header values that cannot
 /// split the response. `user_error` says the input alone caused it, so it
@@ -251,6 +272,22 @@ mod tests {
             None
         );
         assert_eq!(base62_decode_32(b"00-"), None);
+    }
+
+    #[test]
+    fn base64_rfc4648_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(plain.as_bytes()), encoded);
+        }
+        assert_eq!(base64_encode(&[0xfb, 0xff]), "+/8=");
     }
 
     #[test]
