@@ -146,10 +146,7 @@ pub fn parse(s: &str) -> Result<Scope, ScopeError> {
             "the method after \"mcp:\" is empty (use mcp:* for all)",
         ));
     }
-    if !method
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.' | b'*'))
-    {
+    if !method.bytes().all(|b| b == b'*' || is_method_byte(b)) {
         return Err(err(
             "a method has only letters, digits, '/', '_', '-', '.' and '*'",
         ));
@@ -168,6 +165,11 @@ pub fn parse(s: &str) -> Result<Scope, ScopeError> {
         method: method.to_string(),
         name: name.map(str::to_string),
     })
+}
+
+/// Bytes a method may have in a scope (besides the `*` wildcard).
+fn is_method_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.')
 }
 
 /// Parses a list, failing on the first invalid entry.
@@ -204,7 +206,11 @@ pub fn grants(scopes: &[Scope], method: &str, name: Option<&str>) -> bool {
 }
 
 /// The narrowest scope that would allow the request, for `insufficient_scope`.
+/// A method no scope can spell (e.g. with `:` or spaces) needs `mcp:*`.
 pub fn required_scope(method: &str, name: Option<&str>) -> String {
+    if method.is_empty() || !method.bytes().all(is_method_byte) {
+        return ALL_MCP.to_string();
+    }
     match (name_param(method), name) {
         (Some(_), Some(name)) => format!("mcp:{method}:{name}"),
         _ => format!("mcp:{method}"),

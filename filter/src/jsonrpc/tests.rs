@@ -291,3 +291,14 @@ fn mismatch_wins_over_a_scope_denial() {
         Verdict::Mismatch { .. }
     ));
 }
+
+#[test]
+fn a_huge_numeric_id_comes_back_as_the_number_the_client_sent() {
+    // Python: float(19999999999999900…048176331) == 1.99999999999999e69 (correctly rounded).
+    let body = br#"{"jsonrpc":"2.0","id":1999999999999990000000000000000000000000000000000000000000001048176331,"method":"tools/call","params":{"name":"x"}}"#;
+    let scopes = scopes::parse_all(&["mcp:tools/list"]).unwrap();
+    match inspect(body, Claimed::default(), Some(&scopes)) {
+        Verdict::Deny { id, .. } => assert_eq!(id.as_f64(), Some(1.99999999999999e69), "{id}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -201,3 +201,12 @@ proptest! {
         let _ = parse(&x);
     }
 }
+
+#[test]
+fn methods_no_scope_can_spell_need_all_mcp() {
+    for odd in ["tools/call:x", "tools list", "", "tools/*"] {
+        assert_eq!(required_scope(odd, Some("n")), "mcp:*", "{odd:?}");
+        // And the named scope really grants it.
+        assert!(grants(&[parse(ALL_MCP).unwrap()], odd, Some("n")) || odd.is_empty());
+    }
+}
