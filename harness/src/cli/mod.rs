@@ -179,6 +179,17 @@ pub struct DemoBackendArgs {
     pub tenant_header: Option<String>,
 }
 
+/// Ctrl-C (SIGINT) or SIGTERM: how people and process managers stop a server.
+pub(crate) async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let json = cli.json;
     match cli.command {
@@ -215,7 +226,7 @@ async fn demo_backend(a: DemoBackendArgs) -> anyhow::Result<()> {
         "demo MCP backend ({tenancy:?}) on http://{}/mcp",
         backend.addr
     );
-    tokio::signal::ctrl_c().await?;
+    shutdown_signal().await?;
     backend.stop().await;
     Ok(())
 }
@@ -235,7 +246,7 @@ async fn serve_token_api(a: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!("token API on {} (Ctrl-C stops)", running.url());
-    tokio::signal::ctrl_c().await?;
+    shutdown_signal().await?;
     running.shutdown().await;
     Ok(())
 }

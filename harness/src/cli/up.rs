@@ -56,7 +56,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     save(&state_path, &state)?;
     print_banner(&stack, &state, &a.data);
 
-    tokio::signal::ctrl_c().await?;
+    super::shutdown_signal().await?;
     eprintln!("\nstopping…");
     stack.stop().await;
     Ok(())
