@@ -500,9 +500,16 @@ async fn one_request(
     let (kind, tok, raw): (Kind, Option<Arc<Tok>>, Option<String>) = {
         let p = pools.lock().unwrap();
         if roll < 15 && !p.dead.is_empty() {
-            // The most recently removed tokens, where revocation lag shows.
-            let recent = p.dead.len().min(8);
-            let tok = p.dead[p.dead.len() - 1 - rng.below(recent)].clone();
+            // Half the most recently removed tokens, where revocation lag
+            // shows; half any removed token, mostly long past the bound,
+            // which must stay refused (the mix must not depend on how fast
+            // the revoker runs on this machine).
+            let i = if roll < 8 {
+                p.dead.len() - 1 - rng.below(p.dead.len().min(8))
+            } else {
+                rng.below(p.dead.len())
+            };
+            let tok = p.dead[i].clone();
             (Kind::Revoked, Some(tok.clone()), Some(tok.m.raw.clone()))
         } else if roll < 22 {
             (
