@@ -87,7 +87,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 3)]
     probe_duration: u64,
     /// Rounds over all probes.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     probe_rounds: u32,
     /// Where to write the report.
     #[arg(long, default_value = "bench/RESULTS.md")]

@@ -21,10 +21,15 @@ pub enum Op {
     /// The whole map read, `authorization` dropped, four headers added, and
     /// written back with one `proxy_set_header_map_pairs`.
     Pairs,
+    /// `mcpgw_token::format::validate` of a token (prefix, alphabet, CRC32): no host call.
+    Validate,
+    /// The cache key as the filter computes it: SHA-256 as hex, decoded back
+    /// to 32 bytes. No host call.
+    Sha256,
 }
 
 impl Op {
-    pub const ALL: [Op; 7] = [
+    pub const ALL: [Op; 9] = [
         Op::HeaderMap,
         Op::Time,
         Op::Metric,
@@ -32,6 +37,8 @@ impl Op {
         Op::Set,
         Op::ClearRouteCache,
         Op::Pairs,
+        Op::Validate,
+        Op::Sha256,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,41 +50,68 @@ impl Op {
             Op::Set => "set",
             Op::ClearRouteCache => "clear_route_cache",
             Op::Pairs => "pairs",
+            Op::Validate => "validate",
+            Op::Sha256 => "sha256",
         }
     }
 }
 
 /// A configuration the probe cannot run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpsError(String);
+pub enum OpsError {
+    Unknown(String),
+    Repeat(String),
+}
+
+/// Most repetitions of one op (`name*N`).
+pub const MAX_REPEAT: usize = 1000;
 
 impl fmt::Display for OpsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let known: Vec<&str> = Op::ALL.iter().map(|o| o.name()).collect();
-        write!(
-            f,
-            "unknown probe op {:?}: use a comma-separated list of {}",
-            self.0,
-            known.join(", ")
-        )
+        match self {
+            OpsError::Unknown(op) => {
+                let known: Vec<&str> = Op::ALL.iter().map(|o| o.name()).collect();
+                write!(
+                    f,
+                    "unknown probe op {op:?}: use a comma-separated list of {}, each \
+                     optionally `*N` to repeat it",
+                    known.join(", ")
+                )
+            }
+            OpsError::Repeat(op) => write!(
+                f,
+                "probe op {op:?}: the repeat count after `*` must be 1 to {MAX_REPEAT}"
+            ),
+        }
     }
 }
 
 impl std::error::Error for OpsError {}
 
-/// `"header_map, set,set"` → the ops in order; empty or blank → none (the floor).
+/// `"header_map, set*4"` → the ops in order, repeats expanded (a repeated
+/// op prices one call more precisely); empty or blank → none (the floor).
 pub fn parse(config: &str) -> Result<Vec<Op>, OpsError> {
-    config
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            Op::ALL
-                .into_iter()
-                .find(|o| o.name() == s)
-                .ok_or_else(|| OpsError(s.to_string()))
-        })
-        .collect()
+    let mut out = Vec::new();
+    for item in config.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, times) = match item.split_once('*') {
+            Some((name, n)) => {
+                let n: usize = n
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_REPEAT).contains(n))
+                    .ok_or_else(|| OpsError::Repeat(item.to_string()))?;
+                (name.trim(), n)
+            }
+            None => (item, 1),
+        };
+        let op = Op::ALL
+            .into_iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| OpsError::Unknown(name.to_string()))?;
+        out.extend(std::iter::repeat_n(op, times));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -101,9 +135,23 @@ mod tests {
     }
 
     #[test]
+    fn repeats_expand() {
+        assert_eq!(
+            parse("time*3, set"),
+            Ok(vec![Op::Time, Op::Time, Op::Time, Op::Set])
+        );
+        for bad in ["time*0", "time*x", "time*1001", "time*"] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e, OpsError::Repeat(bad.to_string()));
+            assert!(e.to_string().contains("1 to 1000"), "{e}");
+        }
+        assert_eq!(parse("tim*2"), Err(OpsError::Unknown("tim".into())));
+    }
+
+    #[test]
     fn unknown_names_are_refused_with_the_list() {
-        let e = parse("time,sha256").unwrap_err().to_string();
-        assert!(e.contains("\"sha256\""), "{e}");
+        let e = parse("time,md5").unwrap_err().to_string();
+        assert!(e.contains("\"md5\""), "{e}");
         assert!(e.contains("clear_route_cache"), "{e}");
     }
 }

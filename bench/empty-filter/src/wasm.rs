@@ -36,10 +36,21 @@ extern "C" {
 const REQUEST_HEADERS: u32 = 0;
 const SET_NAMES: [&str; 4] = ["x-bench-0", "x-bench-1", "x-bench-2", "x-bench-3"];
 
-#[derive(Default)]
 struct Root {
     ops: Rc<Vec<Op>>,
     counter: Option<u32>,
+    /// A well-formed token for the `validate` and `sha256` ops.
+    token: Rc<str>,
+}
+
+impl Default for Root {
+    fn default() -> Self {
+        Root {
+            ops: Rc::default(),
+            counter: None,
+            token: mcpgw_token::format::from_secret(&[7; 32]).into(),
+        }
+    }
 }
 
 impl Context for Root {}
@@ -78,6 +89,7 @@ impl RootContext for Root {
         Some(Box::new(Probe {
             ops: self.ops.clone(),
             counter: self.counter,
+            token: self.token.clone(),
         }))
     }
 
@@ -96,6 +108,7 @@ impl HttpContext for Empty {}
 struct Probe {
     ops: Rc<Vec<Op>>,
     counter: Option<u32>,
+    token: Rc<str>,
 }
 
 impl Context for Probe {}
@@ -121,10 +134,32 @@ impl HttpContext for Probe {
                 }
                 Op::ClearRouteCache => clear_route_cache(),
                 Op::Pairs => rewrite_all(),
+                Op::Validate => {
+                    let ok = mcpgw_token::format::validate(std::hint::black_box(&self.token));
+                    std::hint::black_box(ok.is_ok());
+                }
+                Op::Sha256 => {
+                    std::hint::black_box(cache_key(std::hint::black_box(&self.token)));
+                }
             }
         }
         Action::Continue
     }
+}
+
+/// `filter::cache::key_of`: the shared `sha256_hex`, decoded to bytes.
+fn cache_key(token: &str) -> [u8; 32] {
+    let hex = mcpgw_token::format::sha256_hex(token);
+    let mut key = [0u8; 32];
+    for (k, pair) in key.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => 0,
+        };
+        *k = nibble(pair[0]) << 4 | nibble(pair[1]);
+    }
+    key
 }
 
 /// Takes back a buffer the host allocated through `proxy_on_memory_allocate`.
@@ -188,7 +223,7 @@ fn rewrite_all() {
     };
     let mut out: Vec<(&str, &[u8])> = pairs
         .iter()
-        .filter(|(k, _)| k != "authorization")
+        .filter(|(k, _)| k != "authorization" && !SET_NAMES.contains(&k.as_str()))
         .map(|(k, v)| (k.as_str(), v.as_slice()))
         .collect();
     for name in SET_NAMES {
