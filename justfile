@@ -60,6 +60,25 @@ lint: toolchain
 up: build envoy
     cargo run -q -p harness --bin mcpgw -- up
 
+# Install the load generator for `just bench` if missing: wrk (Debian, as root), else oha (cargo).
+bench-tools:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if command -v wrk >/dev/null || command -v oha >/dev/null || [ -x "$HOME/.cargo/bin/oha" ]; then exit 0; fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing wrk (Debian package) for the load runs"
+        apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+    else
+        echo "installing oha (cargo install oha --locked) for the load runs"
+        cargo install oha --locked
+    fi
+
+# Benchmarks, not tests: the filter vs Envoy alone, an empty wasm filter, ext_authz; writes bench/RESULTS.md (options: `just bench --help`).
+bench *ARGS: build envoy bench-tools
+    cargo build -p empty-filter --target wasm32-wasip1 --release
+    cargo build -p bench --profile host-release
+    target/host-release/bench run {{ARGS}}
+
 # Longer reliability run: the reliability suite with 100,000 requests in its load test (SOAK=1).
 soak: build envoy
     SOAK=1 cargo test -p harness --test reliability_suite -- --nocapture
