@@ -260,6 +260,14 @@ pub fn suggestions(rows: &[ProbeRow]) -> Vec<String> {
             ),
         );
     }
+    if let Some(set) = c(SET) {
+        push(
+            2.0 * set,
+            "Let operators turn off the `token_id` and `token_name` headers (e.g. `null` in \
+             `headers`) when their backends do not read them: two replace calls fewer"
+                .to_string(),
+        );
+    }
     if let Some(sha) = c(SHA) {
         push(
             sha,
@@ -274,6 +282,14 @@ pub fn suggestions(rows: &[ProbeRow]) -> Vec<String> {
         "The filter costs {filter:.1} µs/req above the floor: {all:.1} µs for its 10 host \
          calls measured together, {own:.1} µs in its own wasm code (header decode, token \
          check, SHA-256, cache lookup, SDK dispatch of its state)."
+    ));
+    // Envoy-bound, throughput ∝ 1 / CPU per request: 0.90× the floor leaves
+    // floor / 0.9 − floor of CPU per request for the filter.
+    let budget = floor / 0.9 - floor;
+    out.push(format!(
+        "Budget for the 0.90× target: ≈ {budget:.1} µs/req above the floor. The host calls \
+         alone take {all:.1} µs, so the target needs fewer host calls per request, not only \
+         faster wasm code."
     ));
     let now = floor + filter;
     let after = (now - saved).max(floor);
@@ -335,16 +351,19 @@ mod tests {
             s[2]
         );
         assert!(s[2].ends_with("saves ≈ 3.0 µs/req."), "{}", s[2]);
-        assert!(s[3].ends_with("saves ≈ 1.5 µs/req."), "{}", s[3]);
+        assert!(s[3].contains("token_id") && s[3].ends_with("saves ≈ 2.0 µs/req."));
+        assert!(s[4].ends_with("saves ≈ 1.5 µs/req."), "{}", s[4]);
         assert!(
-            s[4].contains("14.0 µs/req above the floor: 10.0 µs"),
+            s[5].contains("14.0 µs/req above the floor: 10.0 µs"),
             "{}",
-            s[4]
+            s[5]
         );
-        assert!(s[4].contains("4.0 µs in its own wasm code"), "{}", s[4]);
-        // 54 - 6 = 48 µs... of which the floor is 20: 34 - 6 = 28 → 20/28 = 0.71.
-        assert!(s[5].contains("≈ 28.0 µs/req instead of 34.0"), "{}", s[5]);
-        assert!(s[5].contains("≈ 0.71× the floor's throughput instead of ≈ 0.59×"));
+        assert!(s[5].contains("4.0 µs in its own wasm code"), "{}", s[5]);
+        // 20 / 0.9 − 20 = 2.2 µs of budget.
+        assert!(s[6].contains("≈ 2.2 µs/req above the floor. The host calls alone take 10.0 µs"));
+        // Savings 1 + 0.5 + 3 + 2 + 1.5 = 8: 34 − 8 = 26 µs, 20/26 = 0.77 instead of 20/34 = 0.59.
+        assert!(s[7].contains("≈ 26.0 µs/req instead of 34.0"), "{}", s[7]);
+        assert!(s[7].contains("≈ 0.77× the floor's throughput instead of ≈ 0.59×"));
     }
 
     #[test]
@@ -356,8 +375,9 @@ mod tests {
             row(CLEAR, 10, 19.0),
         ];
         let s = suggestions(&rows);
-        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s.len(), 2, "{s:?}");
         assert!(s[0].starts_with("The filter costs"));
+        assert!(s[1].starts_with("Budget for the 0.90× target"));
         assert!(suggestions(&[row(FLOOR, 1, 20.0)]).is_empty());
     }
 
