@@ -143,6 +143,15 @@ impl Report {
              below ~95 % Envoy did not have its core to itself (other processes on it) or was \
              not the bottleneck (then *load core busy* is near 100 %).\n"
         );
+        let disturbed = disturbed(&self.rows);
+        if !disturbed.is_empty() {
+            let _ = writeln!(
+                o,
+                "**Disturbed run**: {}. Other work shared the machine; rerun `just bench` on an \
+                 idle machine before drawing conclusions from these ratios.\n",
+                disturbed.join("; ")
+            );
+        }
     }
 
     fn render_targets(&self, o: &mut String) {
@@ -314,6 +323,43 @@ impl Report {
     }
 }
 
+/// Signs that something else ran during the load runs: Envoy short of its
+/// core while the load tool was not the limit, a wide req/s range of a
+/// variant the targets use, or the ceiling below the floor. ext_authz is
+/// bounded by the token API, not Envoy.
+pub fn disturbed(rows: &[Row]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in rows.iter().filter(|r| r.variant != Variant::ExtAuthz) {
+        let name = format!("{} / {}", r.route.label(), r.variant.label());
+        if r.envoy_cpu_share < 0.90 && r.load_core_busy < 0.90 {
+            out.push(format!(
+                "{name}: Envoy had {:.0} % of its core",
+                r.envoy_cpu_share * 100.0
+            ));
+        }
+        let in_targets = matches!(
+            r.variant,
+            Variant::NoWasm | Variant::EmptyWasm | Variant::CacheHit
+        );
+        if in_targets && r.rps > 0.0 && (r.rps_max - r.rps_min) / r.rps > 0.5 {
+            out.push(format!(
+                "{name}: req/s ranged {:.0}–{:.0}",
+                r.rps_min, r.rps_max
+            ));
+        }
+    }
+    for route in Route::ALL {
+        if summary::ratio(rows, Variant::NoWasm, Variant::EmptyWasm, route).is_some_and(|x| x < 1.0)
+        {
+            out.push(format!(
+                "{}: Envoy without wasm was slower than with the empty filter",
+                route.label()
+            ));
+        }
+    }
+    out
+}
+
 fn render_probe(o: &mut String, rows: &[ProbeRow], s: &Settings) {
     let floor = probe::floor_cpu(rows);
     let floor_rps = probe::floor_rps(rows);
@@ -414,6 +460,42 @@ mod tests {
         assert!(!text.contains("Where the cache hit"));
         assert_eq!(report.hit_over_empty(Route::Direct), Some(0.8));
         assert_eq!(report.hit_over_empty(Route::Proxy), None);
+    }
+
+    #[test]
+    fn disturbed_runs_are_named() {
+        let sample = |variant, requests, share, load| Sample {
+            variant,
+            route: Route::Direct,
+            measured: measured(requests),
+            envoy_cpu_us_per_req: 10.0,
+            envoy_cpu_share: share,
+            load_core_busy: load,
+        };
+        let calm = summary::rows(&[
+            sample(Variant::NoWasm, 200_000, 0.98, 0.5),
+            sample(Variant::EmptyWasm, 150_000, 0.97, 0.5),
+            // The token API, not Envoy, bounds ext_authz.
+            sample(Variant::ExtAuthz, 20_000, 0.4, 0.99),
+        ]);
+        assert!(disturbed(&calm).is_empty(), "{:?}", disturbed(&calm));
+        let noisy = summary::rows(&[
+            sample(Variant::NoWasm, 100_000, 0.6, 0.5),
+            sample(Variant::EmptyWasm, 150_000, 0.97, 0.5),
+            sample(Variant::EmptyWasm, 50_000, 0.97, 0.5),
+            sample(Variant::EmptyWasm, 150_000, 0.97, 0.5),
+        ]);
+        let d = disturbed(&noisy);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(d[0].contains("Envoy had 60 % of its core"));
+        assert!(d[1].contains("req/s ranged 5000–15000"));
+        assert!(d[2].contains("slower than with the empty filter"));
+        let text = Report {
+            rows: noisy,
+            ..Report::default()
+        }
+        .render();
+        assert!(text.contains("**Disturbed run**"));
     }
 
     #[test]
