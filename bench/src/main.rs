@@ -306,6 +306,7 @@ async fn measure_all(
     };
     let outcome = throughput::run(&setup).await?;
     report.rows = summary::rows(&outcome.samples);
+    report.retried = outcome.retried;
     report.memory = outcome.memory;
     report.filter_stats = outcome.filter_stats;
 
@@ -389,7 +390,9 @@ async fn measure_all(
             envoy_core: a.envoy_core,
             load_core: a.load_core,
         };
-        report.probe = Some(probe::run(&setup).await?);
+        let (rows, retried) = probe::run(&setup).await?;
+        report.probe = Some(rows);
+        report.probe_retried = retried;
     }
     Ok(())
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use crate::envoy_config::Chain;
 use crate::gateway::{Common, Gateway};
-use crate::load::{self, Load, Tool};
-use crate::procfs;
+use crate::load::{Load, Tool};
 use crate::summary::median;
+use crate::throughput::{timed, timed_settled};
 
 /// A probe: its label, the empty filter's ops, and how many times the priced
 /// unit repeats per request.
@@ -86,8 +86,9 @@ pub struct Setup<'a> {
     pub load_core: usize,
 }
 
-/// The floor, every probe and the filter, `rounds` times in turn.
-pub async fn run(s: &Setup<'_>) -> anyhow::Result<Vec<ProbeRow>> {
+/// The floor, every probe and the filter, `rounds` times in turn; also how
+/// many runs were thrown away because Envoy was starved of its core.
+pub async fn run(s: &Setup<'_>) -> anyhow::Result<(Vec<ProbeRow>, u32)> {
     let mut plan: Vec<(String, u32, Chain)> = vec![(
         FLOOR.to_string(),
         1,
@@ -124,12 +125,13 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Vec<ProbeRow>> {
             }
         }
     }
-    let measured = measure(s, &plan, &envoys).await;
+    let mut retried = 0;
+    let measured = measure(s, &plan, &envoys, &mut retried).await;
     for g in envoys {
         g.stop().await;
     }
     let runs = measured?;
-    Ok(plan
+    let rows = plan
         .iter()
         .zip(runs)
         .map(|((label, calls, _), runs)| ProbeRow {
@@ -138,7 +140,8 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Vec<ProbeRow>> {
             rps: median(&runs.iter().map(|r| r.0).collect::<Vec<_>>()).unwrap_or(0.0),
             cpu_us_per_req: median(&runs.iter().map(|r| r.1).collect::<Vec<_>>()).unwrap_or(0.0),
         })
-        .collect())
+        .collect();
+    Ok((rows, retried))
 }
 
 /// (req/s, Envoy CPU µs per request) of every run, per plan entry.
@@ -146,8 +149,8 @@ async fn measure(
     s: &Setup<'_>,
     plan: &[(String, u32, Chain)],
     envoys: &[Gateway],
+    retried: &mut u32,
 ) -> anyhow::Result<Vec<Vec<(f64, f64)>>> {
-    let tck = procfs::ticks_per_second();
     let mut runs = vec![Vec::new(); plan.len()];
     for round in 0..=s.rounds {
         for (i, gw) in envoys.iter().enumerate() {
@@ -164,17 +167,21 @@ async fn measure(
                 },
                 core: s.load_core,
             };
-            let t0 = gw.cpu_ticks()?;
-            let m = load::run(s.tool, &run).await?;
-            let t1 = gw.cpu_ticks()?;
             let label = &plan[i].0;
+            let (t, again) = if round == 0 {
+                (timed(s.tool, gw, &run, s.load_core).await?, 0)
+            } else {
+                timed_settled(s.tool, gw, &run, s.load_core).await?
+            };
+            *retried += again;
+            let m = t.measured;
             if m.http_errors > 0 || m.socket_errors > 0 {
                 anyhow::bail!("probe {label:?}: not every response was a 200: {m:?}");
             }
             if round == 0 {
                 continue;
             }
-            let cpu = t1.saturating_sub(t0) as f64 / tck * 1e6 / m.requests.max(1) as f64;
+            let cpu = t.envoy_cpu_us_per_req;
             eprintln!(
                 "bench: probe round {round} {label:<40} {:>7.0} req/s  Envoy {cpu:>5.1} µs/req",
                 m.rps()

@@ -28,6 +28,9 @@ pub struct Report {
     pub filter_wasm_bytes: u64,
     pub empty_wasm_bytes: u64,
     pub probe: Option<Vec<ProbeRow>>,
+    /// Load runs (main table; probes) repeated because Envoy was starved of its core.
+    pub retried: u32,
+    pub probe_retried: u32,
     pub elapsed_s: f64,
 }
 
@@ -104,7 +107,7 @@ impl Report {
         self.render_targets(&mut o);
         self.render_other(&mut o);
         if let Some(p) = &self.probe {
-            render_probe(&mut o, p, s);
+            render_probe(&mut o, p, s, self.probe_retried);
         }
         o
     }
@@ -141,7 +144,10 @@ impl Report {
              CPU time (all threads, from /proc) over the requests served, less sensitive than \
              req/s to other work on the machine. *Envoy CPU*: that time over the wall time; \
              below ~95 % Envoy did not have its core to itself (other processes on it) or was \
-             not the bottleneck (then *load core busy* is near 100 %).\n"
+             not the bottleneck (then *load core busy* is near 100 %). A run in which Envoy \
+             got under 90 % of its core while the load core had room is run again (at most \
+             twice); {} runs were repeated.\n",
+            self.retried
         );
         let disturbed = disturbed(&self.rows);
         if !disturbed.is_empty() {
@@ -360,7 +366,7 @@ pub fn disturbed(rows: &[Row]) -> Vec<String> {
     out
 }
 
-fn render_probe(o: &mut String, rows: &[ProbeRow], s: &Settings) {
+fn render_probe(o: &mut String, rows: &[ProbeRow], s: &Settings, retried: u32) {
     let floor = probe::floor_cpu(rows);
     let floor_rps = probe::floor_rps(rows);
     let _ = writeln!(o, "## Where the cache hit's time goes\n");
@@ -374,6 +380,12 @@ fn render_probe(o: &mut String, rows: &[ProbeRow], s: &Settings) {
          Differences below ~1 µs/req are within the noise of a run.\n",
         s.probe_rounds, s.probe_duration_s
     );
+    if retried > 0 {
+        let _ = writeln!(
+            o,
+            "{retried} probe runs were repeated: Envoy was starved of its core.\n"
+        );
+    }
     let _ = writeln!(
         o,
         "| probe | per request | req/s | × floor | Envoy CPU/req | above the floor | per call |"
@@ -512,7 +524,7 @@ mod tests {
             row(probe::FILTER, 34.0),
         ];
         let mut o = String::new();
-        render_probe(&mut o, &rows, &Settings::default());
+        render_probe(&mut o, &rows, &Settings::default(), 0);
         assert!(
             o.contains("| 1× | 33333 | 0.67× | 30.0 µs | +10.0 µs | +10.00 µs |"),
             "{o}"

@@ -37,6 +37,8 @@ pub struct Memory {
 
 pub struct Outcome {
     pub samples: Vec<Sample>,
+    /// Runs thrown away because Envoy was starved of its core.
+    pub retried: u32,
     pub memory: Vec<Memory>,
     /// `mcp_auth.*` counters of the filter's Envoy after all runs.
     pub filter_stats: BTreeMap<String, u64>,
@@ -100,14 +102,16 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Outcome> {
     for e in envoys {
         e.stop().await;
     }
+    let (samples, retried) = result?;
     Ok(Outcome {
-        samples: result?,
+        samples,
+        retried,
         memory,
         filter_stats,
     })
 }
 
-async fn measure(s: &Setup<'_>, envoys: &[Gateway]) -> anyhow::Result<Vec<Sample>> {
+async fn measure(s: &Setup<'_>, envoys: &[Gateway]) -> anyhow::Result<(Vec<Sample>, u32)> {
     let auth = |v: Variant| {
         if v == Variant::Negative {
             s.invalid.as_str()
@@ -132,6 +136,7 @@ async fn measure(s: &Setup<'_>, envoys: &[Gateway]) -> anyhow::Result<Vec<Sample
         }
     }
     let mut samples = Vec::new();
+    let mut retried = 0;
     for round in 1..=s.rounds {
         for route in Route::ALL {
             for v in Variant::ALL {
@@ -144,7 +149,16 @@ async fn measure(s: &Setup<'_>, envoys: &[Gateway]) -> anyhow::Result<Vec<Sample
                     duration: s.duration,
                     core: s.load_core,
                 };
-                let sample = timed_run(s, envoy, &run, v, route).await?;
+                let (t, again) = timed_settled(s.tool, envoy, &run, s.load_core).await?;
+                retried += again;
+                let sample = Sample {
+                    variant: v,
+                    route,
+                    measured: t.measured,
+                    envoy_cpu_us_per_req: t.envoy_cpu_us_per_req,
+                    envoy_cpu_share: t.envoy_cpu_share,
+                    load_core_busy: t.load_core_busy,
+                };
                 eprintln!(
                     "bench: round {round} {:<32} {:<22} {:>7.0} req/s  p50 {:>6.0} µs  p99 {:>6.0} µs  \
                      Envoy {:>5.1} µs/req, {:>3.0} % of a core",
@@ -160,36 +174,104 @@ async fn measure(s: &Setup<'_>, envoys: &[Gateway]) -> anyhow::Result<Vec<Sample
             }
         }
     }
-    Ok(samples)
+    Ok((samples, retried))
 }
 
-/// One load run with Envoy's CPU time and both cores' busy time around it.
-pub async fn timed_run(
-    s: &Setup<'_>,
+/// A load run with Envoy's CPU time and the load core's busy time around it.
+#[derive(Debug, Clone, Copy)]
+pub struct Timed {
+    pub measured: load::Measured,
+    pub envoy_cpu_us_per_req: f64,
+    pub envoy_cpu_share: f64,
+    pub load_core_busy: f64,
+}
+
+impl Timed {
+    /// Envoy got less than 90 % of its core although the load side had room:
+    /// something else ran on Envoy's core during the run.
+    pub fn starved(&self) -> bool {
+        self.envoy_cpu_share < STARVED && self.load_core_busy < STARVED
+    }
+}
+
+const STARVED: f64 = 0.90;
+/// Extra attempts of a starved run before its result is kept anyway.
+pub const RETRIES: u32 = 2;
+
+pub async fn timed(
+    tool: &Tool,
     envoy: &Gateway,
     run: &Load<'_>,
-    variant: Variant,
-    route: Route,
-) -> anyhow::Result<Sample> {
+    load_core: usize,
+) -> anyhow::Result<Timed> {
     let tck = procfs::ticks_per_second();
     let (t0, l0, start) = (
         envoy.cpu_ticks()?,
-        procfs::core_times(s.load_core)?,
+        procfs::core_times(load_core)?,
         std::time::Instant::now(),
     );
-    let measured = load::run(s.tool, run).await?;
+    let measured = load::run(tool, run).await?;
     let (t1, l1, wall) = (
         envoy.cpu_ticks()?,
-        procfs::core_times(s.load_core)?,
+        procfs::core_times(load_core)?,
         start.elapsed().as_secs_f64(),
     );
     let cpu_s = t1.saturating_sub(t0) as f64 / tck;
-    Ok(Sample {
-        variant,
-        route,
+    Ok(Timed {
         measured,
         envoy_cpu_us_per_req: cpu_s * 1e6 / measured.requests.max(1) as f64,
         envoy_cpu_share: if wall > 0.0 { cpu_s / wall } else { 0.0 },
         load_core_busy: l1.busy_since(&l0),
     })
+}
+
+/// [`timed`], run again (at most [`RETRIES`] times) while Envoy was starved;
+/// also returns how many attempts were thrown away.
+pub async fn timed_settled(
+    tool: &Tool,
+    envoy: &Gateway,
+    run: &Load<'_>,
+    load_core: usize,
+) -> anyhow::Result<(Timed, u32)> {
+    let mut retried = 0;
+    loop {
+        let t = timed(tool, envoy, run, load_core).await?;
+        if !t.starved() || retried == RETRIES {
+            return Ok((t, retried));
+        }
+        retried += 1;
+        eprintln!(
+            "bench: Envoy had only {:.0} % of its core; running again",
+            t.envoy_cpu_share * 100.0
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed(share: f64, load: f64) -> Timed {
+        Timed {
+            measured: load::Measured {
+                requests: 1,
+                seconds: 1.0,
+                p50_us: 0.0,
+                p99_us: 0.0,
+                http_errors: 0,
+                socket_errors: 0,
+            },
+            envoy_cpu_us_per_req: 1.0,
+            envoy_cpu_share: share,
+            load_core_busy: load,
+        }
+    }
+
+    #[test]
+    fn starved_only_when_the_load_side_had_room() {
+        assert!(timed(0.7, 0.4).starved());
+        assert!(!timed(0.97, 0.4).starved());
+        // The load side was the limit (e.g. ext_authz waiting on the token API).
+        assert!(!timed(0.4, 0.99).starved());
+    }
 }
