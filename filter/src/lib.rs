@@ -13,6 +13,7 @@ pub mod config;
 pub mod headermap;
 pub mod introspect;
 pub mod jsonrpc;
+pub mod memo;
 pub mod metrics;
 pub mod replies;
 pub mod request;

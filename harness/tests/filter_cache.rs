@@ -344,6 +344,29 @@ fn the_cache_is_bounded_by_max_entries() {
 }
 
 #[test]
+fn many_tokens_through_a_small_cache_each_keep_their_own_tenant() {
+    // max_entries 2 bounds the worker cache and the memo of token hashes
+    // (emptied when full): tokens cycling through both must still each get
+    // their own decision, never a neighbour's.
+    let mut env = envoy_with(json!({"revocation_poll_ms": 0, "cache": {"max_entries": 2}}));
+    let tenants = ["acme", "globex", "initech", "umbrella", "hooli"];
+    let tokens: Vec<String> = (1..=5).map(token).collect();
+    for round in 0..4 {
+        for (t, tenant) in tokens.iter().zip(tenants) {
+            let stream = env.send(mcp(t, &initialize(round)));
+            if let Outcome::Paused(_) = env.outcome(stream) {
+                let callout = the_introspection(&env);
+                assert_eq!(callout.header("authorization"), Some(format!("Bearer {t}")));
+                let mut answer = all_mcp();
+                answer["tenant"] = json!(tenant);
+                env.answer(callout.id, 200, &answer);
+            }
+            assert_routed_to(&env.outcome(stream), tenant);
+        }
+    }
+}
+
+#[test]
 fn past_max_entries_a_worker_falls_back_on_the_shared_layer() {
     let mut env = envoy_with(json!({"revocation_poll_ms": 0, "cache": {"max_entries": 2}}));
     let tokens: Vec<String> = (1..=3).map(token).collect();

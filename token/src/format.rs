@@ -103,7 +103,12 @@ pub fn generate() -> Result<String, getrandom::Error> {
 
 /// Lowercase hex SHA-256 of the full raw token: the only form kept at rest.
 pub fn sha256_hex(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    hex(&sha256(token))
+}
+
+/// SHA-256 of the full raw token, as bytes (`sha256_hex` is its hex).
+pub fn sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// Lowercase hex of any bytes (SHA-256 digests of tokens and keys).

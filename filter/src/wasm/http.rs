@@ -2,7 +2,7 @@
 
 use super::host::{self, inc, log};
 use super::worker::{resolve, Worker};
-use crate::cache::{self, Decision, Grant, Key};
+use crate::cache::{Decision, Grant, Key};
 use crate::config::Config;
 use crate::headermap;
 use crate::introspect::{self, Answer, Unavailable};
@@ -65,7 +65,7 @@ impl Http {
     }
 
     fn lookup(&mut self, cfg: &Rc<Config>, token: &str) -> Action {
-        let key = cache::key_of(token);
+        let key = self.worker.borrow_mut().keys.key_of(token);
         let now = host::now_ms();
         let cached = self.worker.borrow().cache.get(&key, now).cloned();
         if let Some(d) = cached {

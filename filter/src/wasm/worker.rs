@@ -7,6 +7,7 @@ use crate::cache::{hex_of, Deadlines, Decision, Key, LocalCache, Policy, Recentl
 use crate::coalesce::Inflight;
 use crate::config::Config;
 use crate::introspect::{Answer, Unavailable};
+use crate::memo::KeyMemo;
 use crate::metrics::Metric;
 use crate::replies::{self, Unauthorized};
 use crate::shared::{self, SharedEntry};
@@ -29,6 +30,8 @@ pub(crate) struct Worker {
     pub cfg: Rc<Config>,
     pub policy: Policy,
     pub cache: LocalCache,
+    /// Token → SHA-256, so a cache hit skips the hash.
+    pub keys: KeyMemo,
     pub revoked: RecentlyRevoked,
     pub inflight: Inflight<StreamRef>,
     pub bucket_cap: usize,
@@ -45,6 +48,7 @@ impl Worker {
         Worker {
             bucket_cap: shared::bucket_cap(cfg.cache.max_entries),
             cache: LocalCache::new(policy.max_entries),
+            keys: KeyMemo::new(policy.max_entries),
             cfg: Rc::new(cfg),
             policy,
             revoked: RecentlyRevoked::new(RECENTLY_REVOKED),
