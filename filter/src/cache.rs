@@ -17,8 +17,8 @@ use std::rc::Rc;
 /// SHA-256 of a raw token.
 pub type Key = [u8; 32];
 
-/// The key of a raw token: the bytes of its `token_sha` (the test below
-/// keeps it byte-identical to the token API's hex).
+/// The key of a raw token: the bytes of its `token_sha`
+/// (`key_matches_the_shared_token_sha` keeps it equal to the token API's hex).
 pub fn key_of(token: &str) -> Key {
     mcpgw_token::format::sha256(token)
 }
