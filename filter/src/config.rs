@@ -1,4 +1,4 @@
-//! Plugin configuration (SPEC §7): JSON in Envoy's `configuration` field.
+//! Plugin configuration (docs/DESIGN.md §7): JSON in Envoy's `configuration` field.
 //!
 //! Every field has a default, unknown fields are refused, and every value is
 //! validated at load. Each problem is reported as `<field path>: <what to fix>`

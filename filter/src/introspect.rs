@@ -1,4 +1,4 @@
-//! Callouts to the token API (SPEC §6): the introspection request and the
+//! Callouts to the token API (docs/DESIGN.md §6): the introspection request and the
 //! revocations feed, and strict parsing of their answers. Anything but a
 //! well-formed 200 is "unavailable", never a decision.
 
@@ -207,7 +207,7 @@ fn field_str<'a>(
     }
 }
 
-/// `[a-z0-9][a-z0-9_-]{0,62}` (SPEC §4): tenants and projects.
+/// `[a-z0-9][a-z0-9_-]{0,62}` (docs/DESIGN.md §4): tenants and projects.
 pub fn is_tenant(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
@@ -225,7 +225,7 @@ pub fn is_token_id(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'))
 }
 
-/// 1–64 printable characters (SPEC §4); no control characters, so the name
+/// 1–64 printable characters (docs/DESIGN.md §4); no control characters, so the name
 /// is safe as a header value.
 pub fn is_token_name(s: &str) -> bool {
     let n = s.chars().count();

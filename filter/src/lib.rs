@@ -1,4 +1,4 @@
-//! Envoy proxy-wasm filter (SPEC §7): turns an opaque `mcpctl_pat_` bearer token
+//! Envoy proxy-wasm filter (docs/DESIGN.md §7): turns an opaque `mcpctl_pat_` bearer token
 //! into trusted tenant routing headers.
 //!
 //! Everything that decides something is plain Rust in the modules below and is

@@ -1,4 +1,4 @@
-//! The filter's plugin configuration (SPEC §7): `config::load` on any bytes,
+//! The filter's plugin configuration (docs/DESIGN.md §7): `config::load` on any bytes,
 //! then bypass matching on request paths.
 //!
 //! Input: the configuration bytes, optionally followed by a NUL and

@@ -1,4 +1,4 @@
-//! The scope grammar (SPEC §5): `parse`, `covers`, `grants`, `glob_match`.
+//! The scope grammar (docs/DESIGN.md §5): `parse`, `covers`, `grants`, `glob_match`.
 //!
 //! Input: `\n`-separated fields
 //! `scope a`, `scope b`, `method`, `name`, then fillers. Beyond "never

@@ -1,4 +1,4 @@
-//! The token format (SPEC §3): `validate` and `hint` on any string, and
+//! The token format (docs/DESIGN.md §3): `validate` and `hint` on any string, and
 //! `from_secret` round-tripped through an independent base62 decoder.
 //!
 //! Input: any bytes. As text it is validated and hinted; its first 32 bytes

@@ -1,4 +1,4 @@
-//! SPEC §7, the token path: introspection callouts, what an answer does to
+//! docs/DESIGN.md §7, the token path: introspection callouts, what an answer does to
 //! the request, the cache (hits, negative entries, TTLs, bound), coalescing,
 //! and what happens when the token API fails.
 

@@ -1,4 +1,4 @@
-//! SPEC §7, before any cache or callout: header stripping, bypass paths,
+//! docs/DESIGN.md §7, before any cache or callout: header stripping, bypass paths,
 //! missing or malformed credentials, tokens in the query, and configuration
 //! errors at load.
 

@@ -1,4 +1,4 @@
-//! SPEC §7, what operators see: metrics for every outcome, logs that never
+//! docs/DESIGN.md §7, what operators see: metrics for every outcome, logs that never
 //! carry a token, and a worker that survives hostile input.
 
 #[path = "common/pw_support.rs"]

@@ -1,4 +1,4 @@
-//! SPEC §7, revocation and workers: the revocations feed (poll, cursor,
+//! docs/DESIGN.md §7, revocation and workers: the revocations feed (poll, cursor,
 //! eviction, outages) and the cache shared between workers of one Envoy.
 
 #[path = "common/pw_support.rs"]
@@ -8,7 +8,7 @@ use harness::proxy_wasm::{Callout, Envoy, Outcome};
 use pw_support::*;
 use serde_json::{json, Value};
 
-/// The SPEC configuration with a long `ttl_s` (only the feed can evict)
+/// The docs/DESIGN.md §7 configuration with a long `ttl_s` (only the feed can evict)
 /// and callouts that outlive a poll period.
 fn feed_envoy() -> Envoy {
     envoy_with(json!({"cache": {"ttl_s": 3600}, "token_api": {"timeout_ms": 5000}}))

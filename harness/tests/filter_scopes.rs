@@ -1,4 +1,4 @@
-//! SPEC §7, scopes: JSON-RPC bodies (single and batch) checked against the
+//! docs/DESIGN.md §7, scopes: JSON-RPC bodies (single and batch) checked against the
 //! token's scopes, `Mcp-Method` / `Mcp-Name` headers checked against the
 //! body, body limits, and no buffering at all for `mcp:*` tokens.
 

@@ -1,4 +1,4 @@
-//! Every error a caller can cause (SPEC §6), at the HTTP level: status, the
+//! Every error a caller can cause (docs/DESIGN.md §6), at the HTTP level: status, the
 //! `{"error":{"code","message"}}` shape, a snake_case code and a message that
 //! names what to fix.
 

@@ -1,4 +1,4 @@
-//! The token lifecycle of SPEC §4–§6 over HTTP, against the real
+//! The token lifecycle of docs/DESIGN.md §4–§6 over HTTP, against the real
 //! `token_api.wasm` in the Spin-compatible host.
 
 #[path = "common/spin_api.rs"]
@@ -35,7 +35,7 @@ async fn mint_introspect_revoke_delete_with_an_audit_trail() {
         .create(json!({"name": "ci-bot", "tenant": "acme", "project": "web", "ttl": "30d"}))
         .await;
     let token = created["token"].as_str().expect("token in create response");
-    format::validate(token).expect("minted token has the SPEC §3 shape");
+    format::validate(token).expect("minted token has the docs/DESIGN.md §3 shape");
     let id = created["id"].as_str().unwrap().to_owned();
     let sha = format::sha256_hex(token);
     assert_eq!(created["name"], "ci-bot");

@@ -1,5 +1,5 @@
 //! Who is calling: the operator's admin key, or a token acting on its own
-//! tenant + project (SPEC §6 management auth). Pure, given the token lookup.
+//! tenant + project (docs/DESIGN.md §6 management auth). Pure, given the token lookup.
 
 use mcpgw_token::format;
 use mcpgw_token::scopes::{self, Scope};

@@ -1,4 +1,4 @@
-//! Token API Spin component (SPEC §4–§6): mints, lists, describes, revokes,
+//! Token API Spin component (docs/DESIGN.md §4–§6): mints, lists, describes, revokes,
 //! deletes and introspects `mcpctl_pat_` tokens, stored hashed in Spin SQLite.
 //!
 //! Everything but the Spin entry point is plain Rust tested on the host,

@@ -1,5 +1,5 @@
 //! Stored records and their JSON views. Views never carry the hash or the
-//! secret; the hint is the non-secret prefix of SPEC §3, stored at creation.
+//! secret; the hint is the non-secret prefix of docs/DESIGN.md §3, stored at creation.
 
 use serde_json::{json, Value};
 
@@ -103,7 +103,7 @@ pub struct NewAuditEvent {
     pub token_id: Option<String>,
     pub token_name: Option<String>,
     pub token_sha: Option<String>,
-    /// `admin` or `McpToken:<token_sha>` (SPEC §5).
+    /// `admin` or `McpToken:<token_sha>` (docs/DESIGN.md §5).
     pub actor: String,
     pub detail: Value,
 }

@@ -1,4 +1,4 @@
-//! Method + path → route (SPEC §6). Unknown paths are 404, known paths with
+//! Method + path → route (docs/DESIGN.md §6). Unknown paths are 404, known paths with
 //! another method 405 with `Allow`.
 
 use crate::error::ApiError;

@@ -1,4 +1,4 @@
-//! The operations of SPEC §6 behind a plain request/response interface, so
+//! The operations of docs/DESIGN.md §6 behind a plain request/response interface, so
 //! the whole API runs on the host in tests, on a real SQLite database; the
 //! Spin entry point only converts types.
 

@@ -1,4 +1,4 @@
-//! Field rules of SPEC §4: token names, tenant and project labels.
+//! Field rules of docs/DESIGN.md §4: token names, tenant and project labels.
 
 use crate::error::ApiError;
 

@@ -1,4 +1,4 @@
-//! The `mcpctl_pat_` token format (SPEC §3).
+//! The `mcpctl_pat_` token format (docs/DESIGN.md §3).
 //!
 //! ```text
 //! mcpctl_pat_ <43 base62: 32 random bytes> <6 base62: CRC32 of all before>

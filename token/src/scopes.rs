@@ -1,4 +1,4 @@
-//! Scope grammar, matching and the creator ceiling (SPEC §5).
+//! Scope grammar, matching and the creator ceiling (docs/DESIGN.md §5).
 //!
 //! ```text
 //! mcp:<method-glob>                       every name under matching methods

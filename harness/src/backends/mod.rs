@@ -1,7 +1,7 @@
 //! Demo MCP backends: real `rmcp` servers over Streamable HTTP whose tools
 //! reveal which tenant served the call and which headers the backend saw.
 //!
-//! Two deployment patterns (SPEC §8):
+//! Two deployment patterns (docs/DESIGN.md §8):
 //! - [`Tenancy::Fixed`]: one backend per tenant; Envoy routes on the trusted
 //!   tenant header to that tenant's cluster.
 //! - [`Tenancy::FromHeader`]: one shared backend that picks the tenant's data

@@ -1,5 +1,5 @@
 //! Shared setup for the filter tests: the real `filter.wasm` in the
-//! proxy-wasm host, the SPEC §7 configuration, tokens and token API answers.
+//! proxy-wasm host, the docs/DESIGN.md §7 configuration, tokens and token API answers.
 #![allow(dead_code)] // each test file uses a different part
 
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ pub fn host() -> &'static Host {
     HOST.get_or_init(|| Host::load(filter_wasm()).unwrap_or_else(|e| panic!("{e}")))
 }
 
-/// The configuration of SPEC §7.
+/// The configuration of docs/DESIGN.md §7.
 pub fn spec_config() -> Value {
     json!({
         "token_api": {"cluster": "token_api", "authority": "token-api", "timeout_ms": 500},
@@ -68,14 +68,14 @@ pub fn merged(mut base: Value, patch: &Value) -> Value {
     }
 }
 
-/// A worker running the SPEC configuration changed by `patch`.
+/// A worker running the docs/DESIGN.md §7 configuration changed by `patch`.
 pub fn envoy_with(patch: Value) -> Envoy {
     host()
         .envoy(merged(spec_config(), &patch))
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The SPEC configuration without the revocations feed, so that moving
+/// The docs/DESIGN.md §7 configuration without the revocations feed, so that moving
 /// the clock makes no feed callouts (tests of the feed turn it on).
 pub fn envoy() -> Envoy {
     envoy_with(json!({"revocation_poll_ms": 0}))
@@ -98,7 +98,7 @@ pub fn now_s(env: &Envoy) -> u64 {
         .as_secs()
 }
 
-/// An active introspection answer (SPEC §6) for tenant `acme`.
+/// An active introspection answer (docs/DESIGN.md §6) for tenant `acme`.
 pub fn active(scopes: &[&str]) -> Value {
     json!({
         "active": true,
