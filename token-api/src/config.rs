@@ -4,11 +4,12 @@
 use crate::ttl::{Span, TtlPolicy};
 
 /// Spin variables the component reads (component-level names).
-pub const VARIABLES: [&str; 4] = [
+pub const VARIABLES: [&str; 5] = [
     "admin_key_sha256",
     "max_ttl",
     "default_ttl",
     "default_cache_ttl_s",
+    "gateway_url",
 ];
 
 /// Defaults for the optional variables; `spin.toml` carries the same values.
@@ -25,6 +26,9 @@ pub struct Config {
     pub ttl: TtlPolicy,
     /// Upper bound of introspect's `cache_ttl_s`.
     pub default_cache_ttl_s: u32,
+    /// The gateway's MCP URL, for the client configurations the console
+    /// shows with a new token; `None` when the operator did not set it.
+    pub gateway_url: Option<String>,
 }
 
 impl Config {
@@ -79,10 +83,21 @@ impl Config {
                     )
                 })?,
         };
+        let gateway_url = get("gateway_url").map(|v| v.trim().to_owned());
+        if let Some(url) = &gateway_url {
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!(
+                    "variable gateway_url = {url:?} must be an http:// or https:// URL without \
+                     spaces, like https://mcp.example.com/mcp"
+                ));
+            }
+        }
         Ok(Config {
             admin_key_sha256: admin,
             ttl,
             default_cache_ttl_s: cache,
+            gateway_url,
         })
     }
 }
@@ -108,6 +123,7 @@ mod tests {
         assert_eq!(c.ttl.max, Span::Secs(365 * 86_400));
         assert_eq!(c.ttl.default, Span::Secs(90 * 86_400));
         assert_eq!(c.default_cache_ttl_s, 30);
+        assert_eq!(c.gateway_url, None);
     }
 
     #[test]
@@ -118,8 +134,13 @@ mod tests {
             ("max_ttl", "never"),
             ("default_ttl", "never"),
             ("default_cache_ttl_s", "0"),
+            ("gateway_url", " https://mcp.example.com/mcp "),
         ])
         .unwrap();
+        assert_eq!(
+            c.gateway_url.as_deref(),
+            Some("https://mcp.example.com/mcp")
+        );
         assert_eq!(c.admin_key_sha256, SHA);
         assert_eq!((c.ttl.max, c.ttl.default), (Span::Never, Span::Never));
         assert_eq!(c.default_cache_ttl_s, 0);
@@ -158,6 +179,17 @@ mod tests {
             (
                 vec![("admin_key_sha256", SHA), ("default_cache_ttl_s", "3601")],
                 "default_cache_ttl_s",
+            ),
+            (
+                vec![("admin_key_sha256", SHA), ("gateway_url", "mcp.example.com")],
+                "gateway_url",
+            ),
+            (
+                vec![
+                    ("admin_key_sha256", SHA),
+                    ("gateway_url", "javascript:alert(1)"),
+                ],
+                "gateway_url",
             ),
         ] {
             let e = config(&vars).unwrap_err();

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod console;
 pub mod cursor;
 pub mod error;
 pub mod model;

@@ -1,6 +1,7 @@
 //! Query-string parameters: percent-decoded, each at most once, none unknown.
 
 use crate::error::ApiError;
+use crate::model::Status;
 
 /// The decoded parameters of one request, checked against what a route accepts.
 #[derive(Debug)]
@@ -50,6 +51,30 @@ impl Query {
                 format!("{name} must be true or false, got {v:?}"),
             )),
         }
+    }
+
+    /// The list's `status` filter (`active`, `expired`, `revoked`); absent = none.
+    /// It names exactly which tokens to list, so `include_revoked` beside it is refused.
+    pub fn status(&self) -> Result<Option<Status>, ApiError> {
+        let status = match self.get("status") {
+            None => return Ok(None),
+            Some("active") => Status::Active,
+            Some("expired") => Status::Expired,
+            Some("revoked") => Status::Revoked,
+            Some(v) => {
+                return Err(ApiError::invalid(
+                    "status",
+                    format!("status must be active, expired or revoked, got {v:?}"),
+                ))
+            }
+        };
+        if self.get("include_revoked").is_some() {
+            return Err(ApiError::invalid(
+                "status",
+                "give status or include_revoked, not both: status=revoked lists revoked tokens",
+            ));
+        }
+        Ok(Some(status))
     }
 
     /// A page size in `1..=max`, `default` when absent.
@@ -148,6 +173,24 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn status_is_one_of_three_and_excludes_include_revoked() {
+        let q = |s: &str| Query::parse(Some(s), &["status", "include_revoked"]).unwrap();
+        assert_eq!(q("").status(), Ok(None));
+        assert_eq!(q("status=").status(), Ok(None));
+        assert_eq!(q("status=active").status(), Ok(Some(Status::Active)));
+        assert_eq!(q("status=expired").status(), Ok(Some(Status::Expired)));
+        assert_eq!(q("status=revoked").status(), Ok(Some(Status::Revoked)));
+        for bad in ["status=Active", "status=all", "status=live"] {
+            let e = q(bad).status().unwrap_err();
+            assert_eq!(e.code, "invalid_status", "{bad}");
+            assert!(e.message.contains("active, expired or revoked"), "{bad}");
+        }
+        let e = q("status=revoked&include_revoked=true").status().unwrap_err();
+        assert_eq!(e.code, "invalid_status");
+        assert!(e.message.contains("not both"));
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub enum Route {
     DeleteToken(String),
     RevokeToken(String),
     Audit,
+    /// Who the credential is and what it may do (the console's sign-in).
+    WhoAmI,
+    /// A file of the web console: the path after `/console`.
+    Console(String),
 }
 
 const TOKENS: &str = "/api/v1/mcptokens";
@@ -32,6 +36,14 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         ("/api/v1/audit", _) => match method {
             "GET" => Ok(Route::Audit),
             _ => Err(allow("GET")),
+        },
+        ("/api/v1/whoami", _) => match method {
+            "GET" => Ok(Route::WhoAmI),
+            _ => Err(allow("GET")),
+        },
+        (p, _) if p == "/console" || p.starts_with("/console/") => match method {
+            "GET" | "HEAD" => Ok(Route::Console(p["/console".len()..].to_owned())),
+            _ => Err(allow("GET, HEAD")),
         },
         (_, Some([])) => match method {
             "GET" => Ok(Route::ListTokens),
@@ -56,7 +68,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
             _ => Err(allow("POST")),
         },
         _ => Err(ApiError::not_found(format!(
-            "no route {method} {path}; the API lives under {TOKENS}, /api/v1/audit and /health"
+            "no route {method} {path}; the API lives under {TOKENS}, /api/v1/audit, \
+             /api/v1/whoami and /health, the console under /console/"
         ))),
     }
 }
@@ -92,6 +105,10 @@ mod tests {
                 Route::RevokeToken(id()),
             ),
             ("GET", "/api/v1/audit", Route::Audit),
+            ("GET", "/api/v1/whoami", Route::WhoAmI),
+            ("GET", "/console", Route::Console(String::new())),
+            ("GET", "/console/", Route::Console("/".into())),
+            ("HEAD", "/console/app.js", Route::Console("/app.js".into())),
         ];
         for (method, path, want) in cases {
             assert_eq!(route(method, path), Ok(want), "{method} {path}");
@@ -108,6 +125,8 @@ mod tests {
             ("PUT", "/api/v1/mcptokens/tok_x", "GET, DELETE"),
             ("GET", "/api/v1/mcptokens/tok_x/revoke", "POST"),
             ("POST", "/api/v1/audit", "GET"),
+            ("POST", "/api/v1/whoami", "GET"),
+            ("POST", "/console/", "GET, HEAD"),
         ] {
             let e = route(method, path).unwrap_err();
             assert_eq!(e.status, 405, "{method} {path}");
@@ -127,6 +146,8 @@ mod tests {
             "/api/v1/mcptokens/tok_x/revoke/more",
             "/health/",
             "/api/v1/audit/1",
+            "/consolex",
+            "/api/v1/whoami/x",
         ] {
             let e = route("GET", path).unwrap_err();
             assert_eq!((e.status, e.code.as_str()), (404, "not_found"), "{path}");

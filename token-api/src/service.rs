@@ -15,7 +15,7 @@ use crate::model::{Event, NewAuditEvent, Status, TokenRecord};
 use crate::query::Query;
 use crate::routes::{route, Route};
 use crate::store::{AuditFilter, Created, Db, Store, StoreError, TokenFilter};
-use crate::{rfc3339, ttl, ulid, validate};
+use crate::{console, rfc3339, ttl, ulid, validate};
 
 /// Default and largest page of the list and audit routes.
 pub const PAGE_DEFAULT: u32 = 50;
@@ -88,6 +88,8 @@ pub async fn handle<D: Db, B: BodySource>(
     let result = match route(&head.method, &head.path) {
         Err(e) => Err(e),
         Ok(Route::Health) => return health(db).await,
+        // Static files: no configuration, no storage.
+        Ok(Route::Console(path)) => console::serve(&head.method, &path),
         Ok(r) => match config {
             Err(why) => Err(ApiError::internal(format!("configuration: {why}"))),
             Ok(config) => {
@@ -161,8 +163,14 @@ impl<D: Db> Service<'_, D> {
                     }
                     Route::ListTokens => {
                         who.require(&Scope::TokensRead, "listing tokens")?;
-                        let q =
-                            query(&["tenant", "project", "include_revoked", "limit", "cursor"])?;
+                        let q = query(&[
+                            "tenant",
+                            "project",
+                            "status",
+                            "include_revoked",
+                            "limit",
+                            "cursor",
+                        ])?;
                         self.list(&who, &q).await
                     }
                     Route::DescribeToken(id) => {
@@ -188,7 +196,14 @@ impl<D: Db> Service<'_, D> {
                         let q = query(&["tenant", "project", "token_id", "limit", "cursor"])?;
                         self.audit(&who, &q).await
                     }
-                    Route::Introspect | Route::Revocations | Route::Health => {
+                    Route::WhoAmI => {
+                        query(&[])?;
+                        Ok(Response::json(200, &console::whoami(&who, self.config)))
+                    }
+                    Route::Introspect
+                    | Route::Revocations
+                    | Route::Health
+                    | Route::Console(_) => {
                         Err(ApiError::internal("route dispatched twice"))
                     }
                 }
@@ -437,6 +452,7 @@ impl<D: Db> Service<'_, D> {
             tenant: owner.map(|o| o.tenant).or(tenant),
             project: owner.map(|o| o.project).or(project),
             include_revoked: q.flag("include_revoked", false)?,
+            status: q.status()?,
         };
         let limit = q.limit(PAGE_DEFAULT, PAGE_MAX)?;
         let cursor = q.get("cursor").map(ListCursor::decode).transpose()?;

@@ -11,7 +11,7 @@ use core::future::Future;
 use serde_json::Value as Json;
 
 use crate::cursor::{AuditCursor, ListCursor};
-use crate::model::{AuditRecord, Event, NewAuditEvent, TokenRecord};
+use crate::model::{AuditRecord, Event, NewAuditEvent, Status, TokenRecord};
 
 /// A SQLite value, as Spin's `spin:sqlite` carries it.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,6 +167,8 @@ pub struct TokenFilter<'a> {
     pub tenant: Option<&'a str>,
     pub project: Option<&'a str>,
     pub include_revoked: bool,
+    /// Only tokens in this state (as of `now`); overrides `include_revoked`.
+    pub status: Option<Status>,
 }
 
 /// Filters of the audit log.
@@ -485,8 +487,18 @@ impl<'a, D: Db> Store<'a, D> {
             conds.push("project = ?");
             params.push(project.into());
         }
-        if !filter.include_revoked {
-            conds.push("revoked_at IS NULL");
+        match filter.status {
+            Some(Status::Revoked) => conds.push("revoked_at IS NOT NULL"),
+            Some(Status::Expired) => {
+                conds.push("revoked_at IS NULL AND expires_at <= ?");
+                params.push(now.into());
+            }
+            Some(Status::Active) => {
+                conds.push("revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)");
+                params.push(now.into());
+            }
+            None if !filter.include_revoked => conds.push("revoked_at IS NULL"),
+            None => {}
         }
         if let Some(c) = cursor {
             conds.push("(created_at < ? OR (created_at = ? AND id < ?))");

@@ -72,10 +72,12 @@ MCP token gateway is up (Ctrl-C stops everything)
   gateway      {gw}/mcp            (per-tenant backends)
                {gw}/shared/mcp     (one shared backend, tenant from the trusted header)
   token API    {api}
+  console      {console}   (sign in with the admin key below)
   Envoy admin  {admin}
   data         {data}  (admin key and demo tokens in demo.json)
 "#,
         api = stack.token_api_url(),
+        console = stack.console_url(),
         admin = stack.envoy.admin,
         data = data.display(),
     );

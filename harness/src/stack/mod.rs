@@ -136,7 +136,7 @@ impl Stack {
 
     pub async fn start_with(opts: StackOptions, extras: StackExtras) -> anyhow::Result<Self> {
         let ports = opts.ports.resolve()?;
-        let token_api = start_token_api(&opts.data_dir, ports.token_api, &opts.admin_key).await?;
+        let token_api = start_token_api(&opts.data_dir, ports, &opts.admin_key).await?;
         let faults = if extras.token_api_faults {
             Some(FaultProxy::start(loopback(0), loopback(ports.token_api)).await?)
         } else {
@@ -202,6 +202,11 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.ports.token_api)
     }
 
+    /// The web console the token API serves.
+    pub fn console_url(&self) -> String {
+        format!("{}/console/", self.token_api_url())
+    }
+
     /// Stops the token API (the gateway keeps running), for outage tests.
     pub async fn stop_token_api(&mut self) {
         if let Some(api) = self.token_api.take() {
@@ -213,7 +218,7 @@ impl Stack {
     pub async fn restart_token_api(&mut self) -> anyhow::Result<()> {
         self.stop_token_api().await;
         self.token_api =
-            Some(start_token_api(&self.data_dir, self.ports.token_api, &self.admin_key).await?);
+            Some(start_token_api(&self.data_dir, self.ports, &self.admin_key).await?);
         Ok(())
     }
 
@@ -249,17 +254,22 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-async fn start_token_api(data: &Path, port: u16, admin_key: &str) -> anyhow::Result<Running> {
+async fn start_token_api(data: &Path, ports: Ports, admin_key: &str) -> anyhow::Result<Running> {
     let mut opts = SpinOptions::new(
         workspace_root().join("token-api/spin.toml"),
         data.join("token-api"),
     );
-    opts.listen = loopback(port);
+    opts.listen = loopback(ports.token_api);
     opts.guest_stdio = false;
     opts.env_variables = false;
     opts.variables.insert(
         "admin_key_sha256".into(),
         mcpgw_token::format::sha256_hex(admin_key),
+    );
+    // The console puts it into the client configurations of a new token.
+    opts.variables.insert(
+        "gateway_url".into(),
+        format!("http://127.0.0.1:{}/mcp", ports.gateway),
     );
     TokenApiHost::start(opts)
         .await

@@ -1143,3 +1143,146 @@ fn several_instances_share_one_database() {
     assert_eq!(one.introspect(&token_of(&v))["reason"], "revoked");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn list_filters_by_status() {
+    let a = api();
+    let soon = a.create(ADMIN_KEY, json!({"name": "soon", "tenant": "acme", "ttl": "1h"}));
+    let live = a.create(ADMIN_KEY, json!({"name": "live", "tenant": "acme"}));
+    let gone = a.create(ADMIN_KEY, json!({"name": "gone", "tenant": "acme"}));
+    assert_eq!(a.revoke(ADMIN_KEY, &id_of(&gone)).status, 200);
+    a.advance(3_600);
+    let names = |q: &str| {
+        let r = a.get(&format!("/api/v1/mcptokens?tenant=acme{q}"), ADMIN_KEY);
+        assert_eq!(r.status, 200, "{q}");
+        r.json_body().unwrap()["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["name"].as_str().unwrap().to_owned(), t["status"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names("&status=active"), [("live".into(), json!("active"))]);
+    assert_eq!(names("&status=expired"), [("soon".into(), json!("expired"))]);
+    assert_eq!(names("&status=revoked"), [("gone".into(), json!("revoked"))]);
+    assert_eq!(names("").len(), 2);
+    assert_eq!(names("&include_revoked=true").len(), 3);
+    let _ = (soon, live);
+    for (q, want) in [
+        ("?status=all", "invalid_status"),
+        ("?status=revoked&include_revoked=true", "invalid_status"),
+    ] {
+        assert_eq!(
+            code(&a.get(&format!("/api/v1/mcptokens{q}"), ADMIN_KEY)),
+            (400, want.into()),
+            "{q}"
+        );
+    }
+    // A token sees its own tenant + project only, status filter or not.
+    let reader = a.create(
+        ADMIN_KEY,
+        json!({"name": "reader", "tenant": "globex", "scopes": ["tokens:read"]}),
+    );
+    let r = a.get("/api/v1/mcptokens?status=revoked", &token_of(&reader));
+    assert_eq!(r.json_body().unwrap()["tokens"], json!([]));
+}
+
+#[test]
+fn whoami_tells_the_console_what_to_offer() {
+    let sha = mcpgw_token::format::sha256_hex(ADMIN_KEY);
+    let mut a = api();
+    a.config = Config::from_vars(|name| match name {
+        "admin_key_sha256" => Some(sha.clone()),
+        "max_ttl" => Some("30d".into()),
+        "default_ttl" => Some("7d".into()),
+        "gateway_url" => Some("https://mcp.example.com/mcp".into()),
+        _ => None,
+    })
+    .unwrap();
+    let me = a.get("/api/v1/whoami", ADMIN_KEY).json_body().unwrap();
+    assert_eq!(
+        me,
+        json!({
+            "principal": {"kind": "admin"},
+            "can_read": true,
+            "can_write": true,
+            "max_ttl": "30d",
+            "default_ttl": "7d",
+            "gateway_url": "https://mcp.example.com/mcp",
+        })
+    );
+    let reader = a.create(
+        ADMIN_KEY,
+        json!({"name": "r", "tenant": "acme", "project": "web", "scopes": ["tokens:read", "mcp:tools/*"]}),
+    );
+    let me = a.get("/api/v1/whoami", &token_of(&reader)).json_body().unwrap();
+    assert_eq!(
+        me["principal"],
+        json!({"kind": "token", "token_id": id_of(&reader), "tenant": "acme",
+               "project": "web", "scopes": ["tokens:read", "mcp:tools/*"]})
+    );
+    assert_eq!((&me["can_read"], &me["can_write"]), (&json!(true), &json!(false)));
+    let writer = a.create(
+        ADMIN_KEY,
+        json!({"name": "w", "tenant": "acme", "scopes": ["tokens:write"]}),
+    );
+    let me = a.get("/api/v1/whoami", &token_of(&writer)).json_body().unwrap();
+    assert_eq!((&me["can_read"], &me["can_write"]), (&json!(false), &json!(true)));
+    // A plain MCP token may ask (it learns nothing introspect would not tell it).
+    let plain = a.create(ADMIN_KEY, json!({"name": "p", "tenant": "acme"}));
+    let me = a.get("/api/v1/whoami", &token_of(&plain)).json_body().unwrap();
+    assert_eq!((&me["can_read"], &me["can_write"]), (&json!(false), &json!(false)));
+    // Wrong key, revoked token, parameters: refused as everywhere else.
+    assert_eq!(
+        code(&a.get("/api/v1/whoami", "wrong key")),
+        (401, "unauthorized".into())
+    );
+    assert_eq!(a.revoke(ADMIN_KEY, &id_of(&reader)).status, 200);
+    assert_eq!(
+        code(&a.get("/api/v1/whoami", &token_of(&reader))),
+        (401, "unauthorized".into())
+    );
+    assert_eq!(
+        code(&a.get("/api/v1/whoami?x=1", ADMIN_KEY)),
+        (400, "unknown_parameter".into())
+    );
+    // No gateway_url set: null, so the page asks for it.
+    let me = api().get("/api/v1/whoami", ADMIN_KEY).json_body().unwrap();
+    assert_eq!(me["gateway_url"], Value::Null);
+}
+
+#[test]
+fn console_is_served_without_configuration_or_storage() {
+    let db = Counting {
+        inner: TestDb::memory(),
+        statements: Cell::new(0),
+    };
+    for (method, path, status) in [
+        ("GET", "/console/", 200),
+        ("GET", "/console/app.js", 200),
+        ("HEAD", "/console/style.css", 200),
+        ("GET", "/console", 308),
+        ("GET", "/console/nope", 404),
+        ("POST", "/console/", 405),
+    ] {
+        let head = RequestHead {
+            method: method.into(),
+            path: path.into(),
+            ..Default::default()
+        };
+        // Even a misconfigured component serves the page (it then shows the API's error).
+        let r = block_on(handle(
+            &head,
+            Chunks::of(b""),
+            Err("variable admin_key_sha256 is not set"),
+            T0_MS,
+            &db,
+        ));
+        assert_eq!(r.status, status, "{method} {path}");
+        if status < 400 {
+            assert_eq!(r.header("content-security-policy"), Some(console::CSP));
+            assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        }
+    }
+    assert_eq!(db.statements.get(), 0);
+}

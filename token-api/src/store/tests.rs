@@ -324,6 +324,7 @@ fn list_pages_over_a_thousand_rows_without_gaps_or_duplicates() {
                 tenant: Some("acme"),
                 project: Some("default"),
                 include_revoked: true,
+                ..Default::default()
             },
             666,
         ),
@@ -402,4 +403,50 @@ fn storage_errors_surface_and_transactions_roll_back() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM tokens"), 0, "rolled back");
     // And the connection is usable again (no transaction left open).
     assert_eq!(block_on(store.token_by_id(&t.id, NOW)), Ok(None));
+}
+
+#[test]
+fn list_filters_by_status_at_the_given_time() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    // Created at NOW + i, each lives one day: `expiring` runs out first.
+    let mut expiring = record("expiring", "acme", "default", NOW);
+    expiring.expires_at = Some(NOW + 100);
+    let mut forever = record("forever", "acme", "default", NOW + 1);
+    forever.expires_at = None;
+    let live = record("live", "acme", "default", NOW + 2);
+    let revoked = record("revoked", "acme", "default", NOW + 3);
+    let other = record("other-tenant", "globex", "default", NOW + 4);
+    for t in [&expiring, &forever, &live, &revoked, &other] {
+        assert_eq!(insert(&store, t), Created::Ok);
+    }
+    block_on(store.revoke(&revoked.id, None, NOW + 5, "admin", &json!({}))).unwrap();
+    let names = |status: Option<Status>, include_revoked: bool, now: i64| {
+        let filter = TokenFilter {
+            tenant: Some("acme"),
+            status,
+            include_revoked,
+            ..Default::default()
+        };
+        let (tokens, _) = block_on(store.list(filter, 50, None, now)).unwrap();
+        tokens.into_iter().map(|t| t.name).collect::<Vec<_>>()
+    };
+    let at = NOW + 100; // `expiring` expires at this second
+    assert_eq!(names(Some(Status::Active), false, at), ["live", "forever"]);
+    assert_eq!(names(Some(Status::Expired), false, at), ["expiring"]);
+    assert_eq!(names(Some(Status::Revoked), false, at), ["revoked"]);
+    // A status wins over include_revoked.
+    assert_eq!(names(Some(Status::Active), true, at), ["live", "forever"]);
+    // One second earlier `expiring` was still active.
+    assert_eq!(
+        names(Some(Status::Active), false, at - 1),
+        ["live", "forever", "expiring"]
+    );
+    assert!(names(Some(Status::Expired), false, at - 1).is_empty());
+    // Without a status: live and expired, revoked only on request.
+    assert_eq!(names(None, false, at), ["live", "forever", "expiring"]);
+    assert_eq!(
+        names(None, true, at),
+        ["revoked", "live", "forever", "expiring"]
+    );
 }
