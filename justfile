@@ -39,14 +39,36 @@ pydeps:
         "{{venv}}/bin/pip" install --quiet "mcp=={{mcp_py_version}}"
     fi
 
+# Install the console's browser test tools: Debian's chromium (apt, as root) and playwright-core (npm ci, pinned by package-lock.json).
+browser:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then
+        if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+            echo "error: the console's browser test needs Debian's chromium: run 'apt-get install chromium chromium-driver' as root, or set CHROMIUM to a Chromium binary" >&2
+            exit 1
+        fi
+        echo "installing chromium and chromium-driver (Debian packages) for the console's browser test"
+        apt-get update >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null
+    fi
+    command -v node >/dev/null || { echo "error: the console's browser test needs Node 20 (node not found)" >&2; exit 1; }
+    dir=harness/tests/console
+    want=$(node -p "require('./$dir/package-lock.json').packages['node_modules/playwright-core'].version")
+    have=$(node -p "try { require('./$dir/node_modules/playwright-core/package.json').version } catch { '' }")
+    if [ "$have" != "$want" ]; then
+        echo "installing playwright-core $want (npm ci in $dir)"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+
 # Build both .wasm artifacts (release): the Envoy filter and the Spin token API.
 build: toolchain
     cargo build -p filter --target wasm32-wasip1 --release
     cargo build -p token-api --target wasm32-wasip2 --release
     @ls -l {{filter_wasm}} {{token_api_wasm}} | awk '{print $5, $9}'
 
-# Run every test: unit tests, both hosts against the real .wasm files.
-test: build envoy pydeps
+# Run every test: unit tests, both hosts against the real .wasm files, real Envoy, the console in Chromium.
+test: build envoy pydeps browser
     cargo test --workspace --no-fail-fast
 
 # Formatting check and clippy (host and wasm targets), warnings are errors.

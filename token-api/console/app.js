@@ -375,8 +375,10 @@ function filterForm(params, fields, onApply) {
         [['', 'live (active + expired)'], ['active', 'active'], ['expired', 'expired'], ['revoked', 'revoked'], ['all', 'all, revoked too']]
           .map(([v, t]) => h('option', { value: v, selected: (params.get(name) || '') === v }, t)));
     } else if (name === 'limit') {
+      const current = Number(params.get('limit')) || 50;
+      const sizes = PAGE_SIZES.includes(current) ? PAGE_SIZES : [...PAGE_SIZES, current].sort((a, b) => a - b);
       control = h('select', { id: `filter-${name}`, name },
-        PAGE_SIZES.map((n) => h('option', { value: String(n), selected: String(params.get('limit') || 50) === String(n) }, `${n} a page`)));
+        sizes.map((n) => h('option', { value: String(n), selected: current === n }, `${n} a page`)));
     } else {
       const fixed = own && own[name];
       control = h('input', { id: `filter-${name}`, name, value: fixed || params.get(name) || '', readOnly: Boolean(fixed), autocomplete: 'off', spellcheck: 'false', placeholder: 'any' });
