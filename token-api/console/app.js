@@ -213,8 +213,11 @@ function errorBox(e) {
   return box;
 }
 
+// A notice outlives the one view change it caused (signed in, revoked, deleted), not the next.
+let noticeFresh = false;
 function notice(msg) {
   $('notice').textContent = msg;
+  noticeFresh = true;
 }
 
 function badge(status) {
@@ -785,18 +788,20 @@ function showOnce(created) {
   renderConfigs();
   const done = h('button', { type: 'button', class: 'primary', id: 'done', on: { click: () => {
     panel.remove();
+    notice('');
+    noticeFresh = false;
     go(me.can_read ? `#/token/${encodeURIComponent(created.id)}` : '#/mint');
   } } }, 'I have copied it — done');
   const panel = h('section', { class: 'card once', id: 'shown-once', 'aria-labelledby': 'once-title' },
-    h('h2', { id: 'once-title', tabindex: '-1' }, `Token ${created.name} minted`),
     h('p', { class: 'warn', role: 'note' }, '⚠ Copy it now: this is the only time it is shown. The API keeps only its SHA-256.'),
     h('div', { class: 'secret-row' }, tokenEl,
       h('button', { type: 'button', id: 'copy-token', class: 'primary', on: { click: () => copyText(tokenEl.textContent, 'token') } }, 'Copy token')),
     h('p', {}, `Tenant ${created.tenant}, project ${created.project}, ${created.expires_at ? `expires ${when(created.expires_at)}` : 'never expires'}; scopes: ${created.scopes.join(' ') || 'none'}.`),
     field('Gateway MCP URL', url, me.gateway_url ? 'set by the operator (variable gateway_url); change it here if clients reach the gateway elsewhere' : 'the operator did not set gateway_url: type the URL clients use'),
     configs, done);
-  page('Token minted', panel);
-  panel.querySelector('h2').focus();
+  const h1 = page(`Token ${created.name} minted`, panel);
+  h1.id = 'once-title';
+  h1.focus();
 }
 
 // ---------------------------------------------------------------------------
@@ -812,6 +817,8 @@ function route() {
   const hash = location.hash || '#/';
   const [path, qs] = hash.slice(1).split('?');
   const params = new URLSearchParams(qs || '');
+  if (!noticeFresh) $('notice').textContent = '';
+  noticeFresh = false;
   if (!session.me) {
     viewSignIn();
     return;

@@ -291,6 +291,13 @@ async function main() {
       await page.click('text=← Newer');
       await page.locator('.pager span', { hasText: 'page 2' }).waitFor();
       eq(await names(), all.slice(3, 6), 'back to page 2');
+      // Long scopes (a 256-byte one among them) wrap instead of widening the page.
+      await page.goto(`${CONSOLE_URL}#/tokens?tenant=grammar`);
+      await page.locator('table.tokens code', { hasText: 'aaaa' }).waitFor();
+      await fitsWidth(page, 'token list at 1280 px');
+      await page.goto(`${CONSOLE_URL}#/audit`);
+      await page.locator('table.events').waitFor();
+      await fitsWidth(page, 'audit log at 1280 px');
     });
 
     await step('revoke with a reason: status updates, the gateway refuses it within one poll period', async () => {
