@@ -90,9 +90,7 @@ async fn console_in_chromium_against_the_real_stack() {
     );
     // The script's own count: every step ran, none failed.
     assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("14 passed, 0 failed")),
+        stdout.lines().any(|l| l.starts_with("14 passed, 0 failed")),
         "not every browser step ran:\n{stdout}"
     );
     for shot in [

@@ -181,7 +181,10 @@ mod tests {
                 "default_cache_ttl_s",
             ),
             (
-                vec![("admin_key_sha256", SHA), ("gateway_url", "mcp.example.com")],
+                vec![
+                    ("admin_key_sha256", SHA),
+                    ("gateway_url", "mcp.example.com"),
+                ],
                 "gateway_url",
             ),
             (

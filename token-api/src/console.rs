@@ -107,7 +107,10 @@ mod tests {
         ] {
             let r = serve("GET", path).unwrap();
             assert_eq!(r.status, 200, "{path}");
-            assert!(header(&r, "content-type").unwrap().starts_with(ty), "{path}");
+            assert!(
+                header(&r, "content-type").unwrap().starts_with(ty),
+                "{path}"
+            );
             assert!(
                 String::from_utf8_lossy(&r.body).contains(needle),
                 "{path} lacks {needle}"

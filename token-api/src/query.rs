@@ -188,7 +188,9 @@ mod tests {
             assert_eq!(e.code, "invalid_status", "{bad}");
             assert!(e.message.contains("active, expired or revoked"), "{bad}");
         }
-        let e = q("status=revoked&include_revoked=true").status().unwrap_err();
+        let e = q("status=revoked&include_revoked=true")
+            .status()
+            .unwrap_err();
         assert_eq!(e.code, "invalid_status");
         assert!(e.message.contains("not both"));
     }

@@ -200,10 +200,7 @@ impl<D: Db> Service<'_, D> {
                         query(&[])?;
                         Ok(Response::json(200, &console::whoami(&who, self.config)))
                     }
-                    Route::Introspect
-                    | Route::Revocations
-                    | Route::Health
-                    | Route::Console(_) => {
+                    Route::Introspect | Route::Revocations | Route::Health | Route::Console(_) => {
                         Err(ApiError::internal("route dispatched twice"))
                     }
                 }

@@ -217,8 +217,7 @@ impl Stack {
     /// Starts the token API again on the same port and data.
     pub async fn restart_token_api(&mut self) -> anyhow::Result<()> {
         self.stop_token_api().await;
-        self.token_api =
-            Some(start_token_api(&self.data_dir, self.ports, &self.admin_key).await?);
+        self.token_api = Some(start_token_api(&self.data_dir, self.ports, &self.admin_key).await?);
         Ok(())
     }
 

@@ -1147,7 +1147,10 @@ fn several_instances_share_one_database() {
 #[test]
 fn list_filters_by_status() {
     let a = api();
-    let soon = a.create(ADMIN_KEY, json!({"name": "soon", "tenant": "acme", "ttl": "1h"}));
+    let soon = a.create(
+        ADMIN_KEY,
+        json!({"name": "soon", "tenant": "acme", "ttl": "1h"}),
+    );
     let live = a.create(ADMIN_KEY, json!({"name": "live", "tenant": "acme"}));
     let gone = a.create(ADMIN_KEY, json!({"name": "gone", "tenant": "acme"}));
     assert_eq!(a.revoke(ADMIN_KEY, &id_of(&gone)).status, 200);
@@ -1163,8 +1166,14 @@ fn list_filters_by_status() {
             .collect::<Vec<_>>()
     };
     assert_eq!(names("&status=active"), [("live".into(), json!("active"))]);
-    assert_eq!(names("&status=expired"), [("soon".into(), json!("expired"))]);
-    assert_eq!(names("&status=revoked"), [("gone".into(), json!("revoked"))]);
+    assert_eq!(
+        names("&status=expired"),
+        [("soon".into(), json!("expired"))]
+    );
+    assert_eq!(
+        names("&status=revoked"),
+        [("gone".into(), json!("revoked"))]
+    );
     assert_eq!(names("").len(), 2);
     assert_eq!(names("&include_revoked=true").len(), 3);
     let _ = (soon, live);
@@ -1215,23 +1224,41 @@ fn whoami_tells_the_console_what_to_offer() {
         ADMIN_KEY,
         json!({"name": "r", "tenant": "acme", "project": "web", "scopes": ["tokens:read", "mcp:tools/*"]}),
     );
-    let me = a.get("/api/v1/whoami", &token_of(&reader)).json_body().unwrap();
+    let me = a
+        .get("/api/v1/whoami", &token_of(&reader))
+        .json_body()
+        .unwrap();
     assert_eq!(
         me["principal"],
         json!({"kind": "token", "token_id": id_of(&reader), "tenant": "acme",
                "project": "web", "scopes": ["tokens:read", "mcp:tools/*"]})
     );
-    assert_eq!((&me["can_read"], &me["can_write"]), (&json!(true), &json!(false)));
+    assert_eq!(
+        (&me["can_read"], &me["can_write"]),
+        (&json!(true), &json!(false))
+    );
     let writer = a.create(
         ADMIN_KEY,
         json!({"name": "w", "tenant": "acme", "scopes": ["tokens:write"]}),
     );
-    let me = a.get("/api/v1/whoami", &token_of(&writer)).json_body().unwrap();
-    assert_eq!((&me["can_read"], &me["can_write"]), (&json!(false), &json!(true)));
+    let me = a
+        .get("/api/v1/whoami", &token_of(&writer))
+        .json_body()
+        .unwrap();
+    assert_eq!(
+        (&me["can_read"], &me["can_write"]),
+        (&json!(false), &json!(true))
+    );
     // A plain MCP token may ask (it learns nothing introspect would not tell it).
     let plain = a.create(ADMIN_KEY, json!({"name": "p", "tenant": "acme"}));
-    let me = a.get("/api/v1/whoami", &token_of(&plain)).json_body().unwrap();
-    assert_eq!((&me["can_read"], &me["can_write"]), (&json!(false), &json!(false)));
+    let me = a
+        .get("/api/v1/whoami", &token_of(&plain))
+        .json_body()
+        .unwrap();
+    assert_eq!(
+        (&me["can_read"], &me["can_write"]),
+        (&json!(false), &json!(false))
+    );
     // Wrong key, revoked token, parameters: refused as everywhere else.
     assert_eq!(
         code(&a.get("/api/v1/whoami", "wrong key")),
