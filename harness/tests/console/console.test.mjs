@@ -312,20 +312,26 @@ async function main() {
       const resp = await revoked;
       const at = Date.now();
       eq(resp.status(), 200, 'revoke answered');
-      // The gateway: refused from one poll period (plus slack) after the revoke on.
+      // Every gateway worker polls the feed once per period, so a request sent one period
+      // (plus slack) after the revoke must be refused, whichever worker takes it; before
+      // that, a worker that has not polled yet may still accept it.
       const bound = POLL_MS + REVOKE_SLACK_MS;
-      let refusedAfter = null;
-      while (Date.now() - at < bound + 5000) {
+      let firstRefused = null;
+      let refusedPastBound = 0;
+      while (refusedPastBound < 10) {
         const sent = Date.now() - at;
+        check(sent < bound + 10000, 'too slow to probe past the bound');
         const status = await gateway(token, initialize);
-        if (status === 401) { refusedAfter = sent; break; }
-        eq(status, 200, 'before the feed lands the token still works');
-        check(sent < bound, `accepted ${sent} ms after the revoke (poll period ${POLL_MS} ms)`);
+        if (status === 200) {
+          check(sent < bound, `accepted ${sent} ms after the revoke (poll period ${POLL_MS} ms)`);
+        } else {
+          eq(status, 401, 'a revoked token is refused with 401');
+          if (firstRefused === null) firstRefused = sent;
+          if (sent >= bound) refusedPastBound += 1;
+        }
         await new Promise((r) => setTimeout(r, 20));
       }
-      check(refusedAfter !== null, 'the gateway refuses the revoked token');
-      for (let i = 0; i < 5; i += 1) eq(await gateway(token, initialize), 401, 'stays refused');
-      console.log(`     revoked token first refused ${refusedAfter} ms after the revoke (bound ${bound} ms)`);
+      console.log(`     revoked token first refused ${firstRefused} ms after the revoke, always from ${bound} ms on`);
       await page.locator('dd .badge.revoked').waitFor();
       check(!(await page.locator('#revoke').count()), 'a revoked token offers no revoke');
       await page.locator('#events td', { hasText: 'reason: laptop lost' }).waitFor();
