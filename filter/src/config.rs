@@ -41,6 +41,21 @@ pub struct TokenApi {
     /// `:authority` of callouts to it.
     pub authority: String,
     pub timeout_ms: u64,
+    /// Cluster of the revocations feed polls; `None` = `cluster`. A cluster
+    /// of its own keeps polls from queueing behind a flood of introspections.
+    pub feed_cluster: Option<String>,
+    /// Timeout of a feed poll; `None` = `timeout_ms`.
+    pub feed_timeout_ms: Option<u64>,
+}
+
+impl TokenApi {
+    pub fn feed_cluster(&self) -> &str {
+        self.feed_cluster.as_deref().unwrap_or(&self.cluster)
+    }
+
+    pub fn feed_timeout_ms(&self) -> u64 {
+        self.feed_timeout_ms.unwrap_or(self.timeout_ms)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -85,6 +100,8 @@ impl Default for TokenApi {
             cluster: "token_api".into(),
             authority: "token-api".into(),
             timeout_ms: 500,
+            feed_cluster: None,
+            feed_timeout_ms: None,
         }
     }
 }
@@ -276,11 +293,20 @@ impl Config {
         if let Some(m) = check_authority(&api.authority) {
             err("token_api.authority", m);
         }
-        if !(1..=60_000).contains(&api.timeout_ms) {
-            err(
-                "token_api.timeout_ms",
-                format!("must be between 1 and 60000, got {}", api.timeout_ms),
-            );
+        if let Some(m) = api
+            .feed_cluster
+            .as_deref()
+            .and_then(|c| check_visible(c, 255))
+        {
+            err("token_api.feed_cluster", m);
+        }
+        for (field, ms) in [
+            ("token_api.timeout_ms", Some(api.timeout_ms)),
+            ("token_api.feed_timeout_ms", api.feed_timeout_ms),
+        ] {
+            if let Some(ms) = ms.filter(|ms| !(1..=60_000).contains(ms)) {
+                err(field, format!("must be between 1 and 60000, got {ms}"));
+            }
         }
 
         let c = &self.cache;

@@ -47,10 +47,12 @@ pub enum Metric {
     FeedPolls,
     /// Revocations feed polls that failed.
     FeedFailures,
+    /// Feed answers that said "reset": every cached decision was dropped.
+    FeedResets,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 21] = [
+    pub const ALL: [Metric; 22] = [
         Metric::Allowed,
         Metric::Bypassed,
         Metric::DeniedMissing,
@@ -72,6 +74,7 @@ impl Metric {
         Metric::CoalescedWaits,
         Metric::FeedPolls,
         Metric::FeedFailures,
+        Metric::FeedResets,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -97,6 +100,7 @@ impl Metric {
             Metric::CoalescedWaits => "mcp_auth.coalesced_waits",
             Metric::FeedPolls => "mcp_auth.feed.polls",
             Metric::FeedFailures => "mcp_auth.feed.failures",
+            Metric::FeedResets => "mcp_auth.feed.resets",
         }
     }
 }

@@ -8,6 +8,12 @@
 //!
 //! A revocation leaves a tombstone where a decision was, so that another
 //! worker's late write of an older "active" answer cannot re-admit the token.
+//! A feed reset empties every bucket ([`bucket_keys`]).
+//!
+//! One more key, `mcp_auth.f.<cluster>`, holds the last feed cursor a worker
+//! applied, so a worker VM started in a running Envoy continues the feed
+//! where its peers are instead of jumping to the head past revocations the
+//! buckets may still hold decisions for.
 //! Everything here is pure; the glue only reads, writes and retries on CAS.
 
 use crate::cache::{hex_of, Deadlines, Decision, Grant, Key, Reason};
@@ -23,6 +29,16 @@ pub const BUCKETS: u64 = 4096;
 pub fn bucket_key(cluster: &str, key: &Key) -> String {
     let hex = hex_of(key);
     format!("mcp_auth.c.{cluster}.{}", hex.get(..3).unwrap_or("000"))
+}
+
+/// The shared-data key of every bucket, for emptying them all.
+pub fn bucket_keys(cluster: &str) -> impl Iterator<Item = String> + '_ {
+    (0..BUCKETS).map(move |i| format!("mcp_auth.c.{cluster}.{i:03x}"))
+}
+
+/// The shared-data key of the last feed cursor applied by any worker.
+pub fn cursor_key(cluster: &str) -> String {
+    format!("mcp_auth.f.{cluster}")
 }
 
 /// Entries per bucket: twice the even share of `max_entries`, so an uneven

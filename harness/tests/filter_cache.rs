@@ -407,9 +407,6 @@ fn token_api_failures_answer_503_with_retry_after_and_are_not_cached() {
             e.answer(id, 200, &a)
         }),
         ("bad scope", |e, id| e.answer(id, 200, &active(&["mcp:"]))),
-        ("inactive without reason", |e, id| {
-            e.answer(id, 200, &json!({"active": false}))
-        }),
         ("array", |e, id| e.answer(id, 200, &json!([1, 2]))),
     ];
     for (what, fail) in failures {

@@ -85,7 +85,11 @@ fn the_feed_and_revocations_have_metrics_too() {
     admit_all(&mut env, &t);
     env.tick();
     let poll = feed_polls(&env).remove(0);
-    env.answer(poll.id, 200, &json!({"cursor": "1", "revoked": [sha(&t)]}));
+    env.answer(
+        poll.id,
+        200,
+        &json!({"cursor": "1", "revoked": [sha(&t)], "more": false}),
+    );
     env.tick();
     env.fail(feed_polls(&env).remove(0).id);
     assert_eq!(env.metric("mcp_auth.feed.polls"), 2);
@@ -125,7 +129,7 @@ fn no_log_line_ever_holds_a_token() {
     env.answer(
         poll.id,
         200,
-        &json!({"cursor": "1", "revoked": [sha(&tokens[0])]}),
+        &json!({"cursor": "1", "revoked": [sha(&tokens[0])], "more": false}),
     );
     env.tick();
     env.fail(feed_polls(&env).remove(0).id);

@@ -100,6 +100,51 @@ fn token_api_fields() {
 }
 
 #[test]
+fn the_feed_uses_the_token_api_cluster_and_timeout_unless_given_its_own() {
+    let c = load(br#"{"token_api": {"cluster": "auth", "timeout_ms": 250}}"#).unwrap();
+    assert_eq!(c.token_api.feed_cluster(), "auth");
+    assert_eq!(c.token_api.feed_timeout_ms(), 250);
+    let c = load(
+        br#"{"token_api": {"cluster": "auth", "timeout_ms": 250,
+                           "feed_cluster": "auth_feed", "feed_timeout_ms": 2000}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.token_api.feed_cluster(), "auth_feed");
+    assert_eq!(c.token_api.feed_timeout_ms(), 2000);
+    assert_eq!(c.token_api.cluster, "auth", "introspection keeps its own");
+    assert_eq!(c.token_api.timeout_ms, 250);
+    assert!(load(br#"{"token_api": {"feed_cluster": null}}"#).is_ok());
+
+    field_error(
+        r#"{"token_api": {"feed_cluster": ""}}"#,
+        "token_api.feed_cluster",
+    );
+    field_error(
+        r#"{"token_api": {"feed_cluster": "a b"}}"#,
+        "token_api.feed_cluster",
+    );
+    field_error(
+        r#"{"token_api": {"feed_cluster": 7}}"#,
+        "token_api.feed_cluster",
+    );
+    assert_eq!(
+        field_error(
+            r#"{"token_api": {"feed_timeout_ms": 0}}"#,
+            "token_api.feed_timeout_ms"
+        ),
+        "must be between 1 and 60000, got 0"
+    );
+    field_error(
+        r#"{"token_api": {"feed_timeout_ms": 60001}}"#,
+        "token_api.feed_timeout_ms",
+    );
+    field_error(
+        r#"{"token_api": {"feed_timeout_ms": "1s"}}"#,
+        "token_api.feed_timeout_ms",
+    );
+}
+
+#[test]
 fn cache_fields() {
     assert_eq!(
         field_error(r#"{"cache": {"ttl_s": 0}}"#, "cache.ttl_s"),

@@ -1,5 +1,5 @@
 use super::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const NOW: u64 = 1_700_000_000_000;
 
@@ -34,7 +34,10 @@ fn introspect_request_carries_the_token_as_bearer() {
 fn feed_request_encodes_the_cursor_and_has_no_credential() {
     let api = TokenApi::default();
     let first = feed_request(&api, "");
-    assert_eq!(first.path, "/api/v1/mcptokens/revocations");
+    assert_eq!(
+        first.path, "/api/v1/mcptokens/revocations?since=now",
+        "a worker without a cursor starts at the head, not the whole history"
+    );
     assert!(first.headers().iter().all(|(k, _)| *k != "authorization"));
     let next = feed_request(&api, "01HZ+a b&c=");
     assert_eq!(
@@ -102,12 +105,22 @@ fn inactive_answers_carry_their_reason() {
 }
 
 #[test]
-fn every_garbage_form_is_unavailable() {
-    let mut cases: Vec<Value> = vec![
+fn an_inactive_answer_denies_whatever_its_reason() {
+    for v in [
         json!({"active": false}),
         json!({"active": false, "reason": "nope"}),
         json!({"active": false, "reason": 3}),
+        json!({"active": false, "reason": null, "tenant": "Not A Label"}),
+    ] {
+        assert_eq!(parse(&v), Ok(Answer::Inactive(Reason::Unknown)), "{v}");
+    }
+}
+
+#[test]
+fn every_garbage_form_is_unavailable() {
+    let mut cases: Vec<Value> = vec![
         json!({"active": "true"}),
+        json!({"active": null, "reason": "revoked"}),
         json!({"token_id": "x"}),
         json!([active()]),
         json!("active"),
@@ -174,31 +187,33 @@ fn non_200_missing_and_unparseable_bodies_are_unavailable() {
 }
 
 #[test]
-fn revocations_feed_parses_hashes_and_cursor() {
+fn revocations_feed_parses_hashes_cursor_more_and_reset() {
     let sha = "ab".repeat(32);
-    let body = json!({"cursor": "c42", "revoked": [sha, "00".repeat(32)]}).to_string();
+    let body =
+        json!({"cursor": "c42", "revoked": [sha, "00".repeat(32)], "more": true}).to_string();
     let r = parse_revocations(Some(200), body.as_bytes()).unwrap();
     assert_eq!(r.cursor, "c42");
     assert_eq!(r.revoked, vec![[0xab; 32], [0; 32]]);
-    let empty = json!({"cursor": "", "revoked": []}).to_string();
-    assert!(parse_revocations(Some(200), empty.as_bytes())
-        .unwrap()
-        .revoked
-        .is_empty());
+    assert!(r.more && !r.reset);
+    let reset = json!({"cursor": "e.9", "revoked": [], "more": false, "reset": true}).to_string();
+    let r = parse_revocations(Some(200), reset.as_bytes()).unwrap();
+    assert!(r.reset && !r.more && r.revoked.is_empty());
 }
 
 #[test]
 fn revocations_feed_garbage_is_unavailable() {
     let sha = "ab".repeat(32);
     let cases = [
-        json!({"revoked": [sha]}),
-        json!({"cursor": 1, "revoked": []}),
-        json!({"cursor": "c"}),
-        json!({"cursor": "c", "revoked": "x"}),
-        json!({"cursor": "c", "revoked": ["AB".repeat(32)]}),
-        json!({"cursor": "c", "revoked": ["abc"]}),
-        json!({"cursor": "c", "revoked": [1]}),
-        json!({"cursor": "x".repeat(2000), "revoked": []}),
+        json!({"revoked": [sha], "more": false}),
+        json!({"cursor": 1, "revoked": [], "more": false}),
+        json!({"cursor": "c", "more": false}),
+        json!({"cursor": "c", "revoked": []}),
+        json!({"cursor": "c", "revoked": "x", "more": false}),
+        json!({"cursor": "c", "revoked": ["AB".repeat(32)], "more": false}),
+        json!({"cursor": "c", "revoked": ["abc"], "more": false}),
+        json!({"cursor": "c", "revoked": [1], "more": false}),
+        json!({"cursor": "c", "revoked": [], "more": false, "reset": "yes"}),
+        json!({"cursor": "x".repeat(2000), "revoked": [], "more": false}),
         json!([]),
     ];
     for v in cases {
@@ -207,7 +222,8 @@ fn revocations_feed_garbage_is_unavailable() {
             "{v}"
         );
     }
-    let ok = json!({"cursor": "c", "revoked": []}).to_string();
+    let ok = json!({"cursor": "c", "revoked": [], "more": false}).to_string();
+    assert!(parse_revocations(Some(200), ok.as_bytes()).is_ok());
     assert!(parse_revocations(Some(500), ok.as_bytes()).is_err());
     assert!(parse_revocations(None, ok.as_bytes()).is_err());
     assert!(parse_revocations(Some(200), b"not json").is_err());

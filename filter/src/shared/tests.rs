@@ -35,6 +35,19 @@ fn inactive(n: u8, fresh_until: u64) -> SharedEntry {
 }
 
 #[test]
+fn bucket_keys_name_every_bucket_once() {
+    let all: std::collections::HashSet<String> = bucket_keys("token_api").collect();
+    assert_eq!(all.len() as u64, BUCKETS);
+    for n in 0..=255u8 {
+        let mut k = key(n);
+        k[1] = n.wrapping_mul(37);
+        assert!(all.contains(&bucket_key("token_api", &k)), "{n}");
+    }
+    assert_ne!(cursor_key("token_api"), bucket_key("token_api", &key(0)));
+    assert!(!all.contains(&cursor_key("token_api")));
+}
+
+#[test]
 fn bucket_key_uses_three_hex_digits_of_the_sha() {
     let k = crate::cache::key_from_hex(&format!("abc{}", "0".repeat(61))).unwrap();
     assert_eq!(bucket_key("token_api", &k), "mcp_auth.c.token_api.abc");

@@ -17,6 +17,9 @@ use std::time::Duration;
 
 /// Tick period when the feed is off: orphaned callouts still need a rescue.
 const RESCUE_TICK_MS: u64 = 1000;
+/// Feed pages read in one tick at most (10 × 1000 hashes); a longer backlog
+/// goes on at the next tick.
+const MAX_FEED_PAGES_PER_TICK: u32 = 10;
 
 pub(crate) struct Root {
     worker: Rc<RefCell<Worker>>,
@@ -64,8 +67,9 @@ impl Root {
         }
     }
 
+    /// The tick's feed poll: starts a run of reads unless one is in flight.
     fn poll_feed(&mut self) {
-        let (cfg, cursor) = {
+        {
             let mut w = self.worker.borrow_mut();
             if w.cfg.revocation_poll_ms == 0 {
                 return;
@@ -73,26 +77,49 @@ impl Root {
             if let Some((_, sent_at)) = w.feed_call {
                 // Envoy always answers (at the latest on timeout); this only
                 // guards against a host that never does.
-                let limit = w.cfg.token_api.timeout_ms.saturating_mul(4).max(5_000);
+                let limit = w
+                    .cfg
+                    .token_api
+                    .feed_timeout_ms()
+                    .saturating_mul(4)
+                    .max(5_000);
                 if host::now_ms().saturating_sub(sent_at) < limit {
                     return;
                 }
                 w.feed_call = None;
             }
+            if w.feed_cursor.is_empty() {
+                // A worker started in a running Envoy goes on from where its
+                // peers are; the first worker of a process starts at the head.
+                if let Some(c) = w.shared_cursor() {
+                    w.feed_cursor = c;
+                }
+            }
+            w.feed_pages = 0;
+        }
+        self.read_feed();
+    }
+
+    /// Sends one feed read from the current cursor.
+    fn read_feed(&mut self) {
+        let (cfg, cursor) = {
+            let w = self.worker.borrow();
             (w.cfg.clone(), w.feed_cursor.clone())
         };
         let callout = introspect::feed_request(&cfg.token_api, &cursor);
         let sent = self.dispatch_http_call(
-            &cfg.token_api.cluster,
+            cfg.token_api.feed_cluster(),
             callout.headers(),
             None,
             vec![],
-            Self::timeout(&cfg),
+            Duration::from_millis(cfg.token_api.feed_timeout_ms()),
         );
         match sent {
             Ok(call) => {
                 inc(Metric::FeedPolls);
-                self.worker.borrow_mut().feed_call = Some((call, host::now_ms()));
+                let mut w = self.worker.borrow_mut();
+                w.feed_call = Some((call, host::now_ms()));
+                w.feed_pages = w.feed_pages.saturating_add(1);
             }
             Err(status) => {
                 inc(Metric::FeedFailures);
@@ -110,7 +137,7 @@ impl Root {
                 LogLevel::Warn,
                 &format!(
                     "mcp_auth: revocations feed unavailable on cluster {:?}: {why}",
-                    w.cfg.token_api.cluster
+                    w.cfg.token_api.feed_cluster()
                 ),
             );
         }
@@ -131,33 +158,61 @@ impl Root {
                 .unwrap_or_default();
             introspect::parse_revocations(status, &body)
         };
-        match parsed {
-            Ok(page) => {
-                let now = host::now_ms();
-                let mut w = self.worker.borrow_mut();
-                let applied = w.apply_revocations(&page.revoked, now);
-                host::add(Metric::RevocationsApplied, applied);
-                if applied > 0 {
-                    let first = page.revoked.first().map(sha_prefix).unwrap_or_default();
-                    log(
-                        LogLevel::Info,
-                        &format!(
-                            "mcp_auth: evicted {applied} cached decision(s) for {} revoked \
-                             token(s) (first token_sha {first}…)",
-                            page.revoked.len()
-                        ),
-                    );
-                }
-                w.feed_cursor = page.cursor;
-                if w.feed_failing {
-                    w.feed_failing = false;
-                    log(LogLevel::Info, "mcp_auth: revocations feed reachable again");
-                }
-            }
+        let page = match parsed {
+            Ok(page) => page,
             Err(why) => {
                 inc(Metric::FeedFailures);
                 self.feed_failed(&why.0);
+                return;
             }
+        };
+        let read_on = {
+            let now = host::now_ms();
+            let mut w = self.worker.borrow_mut();
+            let applied = w.apply_revocations(&page.revoked, now);
+            host::add(Metric::RevocationsApplied, applied);
+            if applied > 0 {
+                let first = page.revoked.first().map(sha_prefix).unwrap_or_default();
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "mcp_auth: evicted {applied} cached decision(s) for {} revoked \
+                         token(s) (first token_sha {first}…)",
+                        page.revoked.len()
+                    ),
+                );
+            }
+            if page.reset {
+                inc(Metric::FeedResets);
+                w.drop_decisions();
+                if !w.feed_resetting {
+                    log(
+                        LogLevel::Warn,
+                        &format!(
+                            "mcp_auth: the revocations feed cannot continue from cursor {:?} \
+                             (token API database replaced or restored, or history pruned \
+                             past it); dropped every cached decision and continue from {:?}",
+                            w.feed_cursor, page.cursor
+                        ),
+                    );
+                }
+            }
+            w.feed_resetting = page.reset;
+            let moved = w.feed_cursor != page.cursor;
+            w.feed_cursor = page.cursor;
+            if moved {
+                w.publish_cursor();
+            }
+            if w.feed_failing {
+                w.feed_failing = false;
+                log(LogLevel::Info, "mcp_auth: revocations feed reachable again");
+            }
+            // A backlog is read page after page, up to a bound per tick; the
+            // next tick goes on from the cursor, so nothing is skipped.
+            page.more && moved && w.feed_pages < MAX_FEED_PAGES_PER_TICK
+        };
+        if read_on {
+            self.read_feed();
         }
     }
 }
@@ -232,9 +287,12 @@ impl RootContext for Root {
         log(
             LogLevel::Info,
             &format!(
-                "mcp_auth: configured: token API cluster {:?}, revocation poll {} ms, \
-                 cache {} entries",
-                cfg.token_api.cluster, cfg.revocation_poll_ms, cfg.cache.max_entries
+                "mcp_auth: configured: token API cluster {:?}, feed cluster {:?}, \
+                 revocation poll {} ms, cache {} entries",
+                cfg.token_api.cluster,
+                cfg.token_api.feed_cluster(),
+                cfg.revocation_poll_ms,
+                cfg.cache.max_entries
             ),
         );
         *self.worker.borrow_mut() = Worker::new(cfg);

@@ -35,11 +35,15 @@ pub(crate) struct Worker {
     pub revoked: RecentlyRevoked,
     pub inflight: Inflight<StreamRef>,
     pub bucket_cap: usize,
-    /// Revocations feed: cursor of the next poll and the poll in flight
-    /// (callout id, sent at).
+    /// Revocations feed: cursor of the next poll (empty: none yet) and the
+    /// poll in flight (callout id, sent at).
     pub feed_cursor: String,
     pub feed_call: Option<(u32, u64)>,
+    /// Pages read since the tick that started this run of polls.
+    pub feed_pages: u32,
     pub feed_failing: bool,
+    /// The last answer was a reset (log a run of resets once).
+    pub feed_resetting: bool,
 }
 
 impl Worker {
@@ -55,7 +59,9 @@ impl Worker {
             inflight: Inflight::default(),
             feed_cursor: String::new(),
             feed_call: None,
+            feed_pages: 0,
             feed_failing: false,
+            feed_resetting: false,
         }
     }
 
@@ -165,6 +171,38 @@ impl Worker {
             }
         }
         applied
+    }
+}
+
+impl Worker {
+    /// After a feed reset: revocations may have been missed, so no decision
+    /// cached before it can be trusted. Empties this worker's cache and every
+    /// shared bucket (other workers empty their own caches when their own poll
+    /// gets the reset). Resets are rare (a database restored or replaced, a
+    /// gateway that fell behind the feed's retention), so the cost, 4096 small
+    /// shared-data writes, is paid here on the tick, not on the request path.
+    /// Tombstones go too, and `revoked` stays: it still holds what this
+    /// worker knows was revoked.
+    pub fn drop_decisions(&mut self) {
+        self.cache = LocalCache::new(self.policy.max_entries);
+        let empty = shared::encode(&[]);
+        for bucket in shared::bucket_keys(&self.cfg.token_api.cluster) {
+            let _ = hostcalls::set_shared_data(&bucket, Some(&empty), None);
+        }
+    }
+
+    /// The last feed cursor any worker of this Envoy applied, to start from.
+    pub fn shared_cursor(&self) -> Option<String> {
+        match hostcalls::get_shared_data(&shared::cursor_key(&self.cfg.token_api.cluster)) {
+            Ok((Some(bytes), _)) => String::from_utf8(bytes).ok().filter(|c| !c.is_empty()),
+            _ => None,
+        }
+    }
+
+    /// Records this worker's cursor for workers that start later.
+    pub fn publish_cursor(&self) {
+        let key = shared::cursor_key(&self.cfg.token_api.cluster);
+        let _ = hostcalls::set_shared_data(&key, Some(self.feed_cursor.as_bytes()), None);
     }
 }
 

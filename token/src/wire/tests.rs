@@ -223,7 +223,16 @@ fn since_reads_now_cursors_and_legacy_numbers() {
     );
     assert_eq!(Since::parse(Some("42")), Ok(Since::Legacy(42)));
     assert_eq!(Since::parse(Some("0")), Ok(Since::Legacy(0)));
-    for bad in ["", "-1", "+1", "01", "1.0.0", "abc", "NOW", "99999999999999999999"] {
+    for bad in [
+        "",
+        "-1",
+        "+1",
+        "01",
+        "1.0.0",
+        "abc",
+        "NOW",
+        "99999999999999999999",
+    ] {
         let e = Since::parse(Some(bad)).unwrap_err();
         assert!(e.0.contains("\"now\""), "{bad:?}: {e}");
     }
@@ -231,10 +240,7 @@ fn since_reads_now_cursors_and_legacy_numbers() {
 
 #[test]
 fn feed_paths_encode_the_cursor() {
-    assert_eq!(
-        feed_path("now"),
-        "/api/v1/mcptokens/revocations?since=now"
-    );
+    assert_eq!(feed_path("now"), "/api/v1/mcptokens/revocations?since=now");
     assert_eq!(
         feed_path("0a.3"),
         "/api/v1/mcptokens/revocations?since=0a.3"
