@@ -82,6 +82,8 @@ pub struct TokenPrincipal {
     pub tenant: String,
     pub project: String,
     pub scopes: Vec<Scope>,
+    /// Unix seconds; `None` never expires. Tokens it mints expire no later.
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +126,7 @@ pub fn token_principal(record: Option<TokenRecord>, now: i64) -> Result<Principa
                 tenant: r.tenant,
                 project: r.project,
                 scopes,
+                expires_at: r.expires_at,
             }))
         }
     }

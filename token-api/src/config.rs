@@ -4,12 +4,13 @@
 use crate::ttl::{Span, TtlPolicy};
 
 /// Spin variables the component reads (component-level names).
-pub const VARIABLES: [&str; 5] = [
+pub const VARIABLES: [&str; 6] = [
     "admin_key_sha256",
     "max_ttl",
     "default_ttl",
     "default_cache_ttl_s",
     "gateway_url",
+    "feed_retention",
 ];
 
 /// Defaults for the optional variables; `spin.toml` carries the same values.
@@ -18,6 +19,11 @@ pub const DEFAULT_DEFAULT_TTL: &str = "90d";
 pub const DEFAULT_CACHE_TTL_S: u32 = 30;
 /// Longest `cache_ttl_s` introspect may hand out: gateways re-check at least this often.
 pub const MAX_CACHE_TTL_S: u32 = 3_600;
+/// How long revocations feed entries are kept. Longer than any decision a
+/// gateway can still use: `cache_ttl_s` (at most an hour) plus the filter's
+/// `stale_if_error_s` (at most a day). Only a gateway cut off from the feed
+/// for longer gets a reset, never a silent gap.
+pub const DEFAULT_FEED_RETENTION: &str = "2d";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -29,6 +35,8 @@ pub struct Config {
     /// The gateway's MCP URL, for the client configurations the console
     /// shows with a new token; `None` when the operator did not set it.
     pub gateway_url: Option<String>,
+    /// Seconds a revocations feed entry is kept; `None` keeps them all.
+    pub feed_retention_s: Option<i64>,
 }
 
 impl Config {
@@ -93,11 +101,24 @@ impl Config {
                 ));
             }
         }
+        let feed_retention_s = match span("feed_retention", DEFAULT_FEED_RETENTION)? {
+            Span::Never => None,
+            Span::Secs(s) if s < i64::from(cache) => {
+                return Err(format!(
+                    "variable feed_retention ({}) is shorter than default_cache_ttl_s ({cache} s): \
+                     gateways may cache an answer that long, so keep the feed at least as long \
+                     (e.g. {DEFAULT_FEED_RETENTION})",
+                    Span::Secs(s)
+                ))
+            }
+            Span::Secs(s) => Some(s),
+        };
         Ok(Config {
             admin_key_sha256: admin,
             ttl,
             default_cache_ttl_s: cache,
             gateway_url,
+            feed_retention_s,
         })
     }
 }
@@ -124,6 +145,7 @@ mod tests {
         assert_eq!(c.ttl.default, Span::Secs(90 * 86_400));
         assert_eq!(c.default_cache_ttl_s, 30);
         assert_eq!(c.gateway_url, None);
+        assert_eq!(c.feed_retention_s, Some(2 * 86_400));
     }
 
     #[test]
@@ -135,6 +157,7 @@ mod tests {
             ("default_ttl", "never"),
             ("default_cache_ttl_s", "0"),
             ("gateway_url", " https://mcp.example.com/mcp "),
+            ("feed_retention", "never"),
         ])
         .unwrap();
         assert_eq!(
@@ -144,6 +167,14 @@ mod tests {
         assert_eq!(c.admin_key_sha256, SHA);
         assert_eq!((c.ttl.max, c.ttl.default), (Span::Never, Span::Never));
         assert_eq!(c.default_cache_ttl_s, 0);
+        assert_eq!(c.feed_retention_s, None);
+        let c = config(&[
+            ("admin_key_sha256", SHA),
+            ("default_cache_ttl_s", "120"),
+            ("feed_retention", "2m"),
+        ])
+        .unwrap();
+        assert_eq!(c.feed_retention_s, Some(120));
     }
 
     #[test]
@@ -193,6 +224,18 @@ mod tests {
                     ("gateway_url", "javascript:alert(1)"),
                 ],
                 "gateway_url",
+            ),
+            (
+                vec![("admin_key_sha256", SHA), ("feed_retention", "12")],
+                "feed_retention",
+            ),
+            (
+                vec![
+                    ("admin_key_sha256", SHA),
+                    ("default_cache_ttl_s", "3600"),
+                    ("feed_retention", "59m"),
+                ],
+                "feed_retention (59m) is shorter than default_cache_ttl_s (3600 s)",
             ),
         ] {
             let e = config(&vars).unwrap_err();

@@ -1,6 +1,7 @@
-//! Pagination cursors. List and audit cursors are opaque to callers (hex of a
-//! tagged position, so one kind is never mistaken for the other); the
-//! revocations feed cursor is a plain sequence number.
+//! Pagination cursors of the list and audit routes: opaque to callers (hex of
+//! a tagged position, so one kind is never mistaken for the other). The
+//! revocations feed's cursor is part of the wire format
+//! (`mcpgw_token::wire::FeedCursor`).
 
 use crate::error::ApiError;
 use crate::ulid;
@@ -16,15 +17,6 @@ pub struct ListCursor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuditCursor {
     pub seq: i64,
-}
-
-/// Where a revocations feed read starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Since {
-    /// Entries with a sequence number above this one.
-    After(i64),
-    /// No history: only the current position.
-    Now,
 }
 
 impl ListCursor {
@@ -61,26 +53,6 @@ impl AuditCursor {
             .and_then(parse_i64)
             .ok_or_else(bad_cursor)?;
         Ok(AuditCursor { seq })
-    }
-}
-
-impl Since {
-    /// `since` of the revocations feed: absent = from the beginning, `now` =
-    /// from the current position, else a cursor the feed returned.
-    pub fn parse(s: Option<&str>) -> Result<Self, ApiError> {
-        match s {
-            None => Ok(Since::After(0)),
-            Some("now") => Ok(Since::Now),
-            Some(s) => parse_i64(s).map(Since::After).ok_or_else(|| {
-                ApiError::invalid(
-                    "since",
-                    format!(
-                        "since {s:?} is not a cursor from this feed: pass the \"cursor\" of the \
-                         previous answer, \"now\", or nothing to start from the beginning"
-                    ),
-                )
-            }),
-        }
     }
 }
 
@@ -180,22 +152,6 @@ mod tests {
                 AuditCursor::decode(b).unwrap_err().code,
                 "invalid_cursor",
                 "{b:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn feed_since() {
-        assert_eq!(Since::parse(None), Ok(Since::After(0)));
-        assert_eq!(Since::parse(Some("0")), Ok(Since::After(0)));
-        assert_eq!(Since::parse(Some("42")), Ok(Since::After(42)));
-        assert_eq!(Since::parse(Some("now")), Ok(Since::Now));
-        for bad in ["", "-1", "+1", "01", "1.0", "abc", "99999999999999999999"] {
-            let e = Since::parse(Some(bad)).unwrap_err();
-            assert_eq!(
-                (e.status, e.code.as_str()),
-                (400, "invalid_since"),
-                "{bad:?}"
             );
         }
     }

@@ -80,16 +80,35 @@ pub enum Event {
     Revoked,
     Deleted,
     DeniedCreate,
+    /// A token tried to revoke a token beyond its own scopes.
+    DeniedRevoke,
+    /// A token tried to delete a token beyond its own scopes.
+    DeniedDelete,
 }
 
 impl Event {
+    pub const ALL: [Event; 6] = [
+        Event::Created,
+        Event::Revoked,
+        Event::Deleted,
+        Event::DeniedCreate,
+        Event::DeniedRevoke,
+        Event::DeniedDelete,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Event::Created => "created",
             Event::Revoked => "revoked",
             Event::Deleted => "deleted",
             Event::DeniedCreate => "denied_create",
+            Event::DeniedRevoke => "denied_revoke",
+            Event::DeniedDelete => "denied_delete",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.as_str() == s)
     }
 }
 

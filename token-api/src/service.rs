@@ -4,24 +4,27 @@
 
 use mcpgw_token::format;
 use mcpgw_token::scopes::{self, Scope};
+use mcpgw_token::wire::{
+    self, ActiveToken, FeedCursor, FeedPage, InactiveReason, Introspection, Since,
+};
 use serde_json::{json, Value};
 
 use crate::auth::{self, Credential, Principal};
 use crate::body::{self, BodySource, CreateBody, Rbac};
 use crate::config::Config;
-use crate::cursor::{AuditCursor, ListCursor, Since};
+use crate::cursor::{AuditCursor, ListCursor};
 use crate::error::ApiError;
 use crate::model::{Event, NewAuditEvent, Status, TokenRecord};
 use crate::query::Query;
 use crate::routes::{route, Route};
-use crate::store::{AuditFilter, Created, Db, Store, StoreError, TokenFilter};
+use crate::store::{AuditFilter, Created, Db, FeedRead, Store, StoreError, TokenFilter};
 use crate::{console, rfc3339, ttl, ulid, validate};
 
 /// Default and largest page of the list and audit routes.
 pub const PAGE_DEFAULT: u32 = 50;
 pub const PAGE_MAX: u32 = 500;
 /// Largest page of the revocations feed.
-pub const FEED_PAGE: u32 = 1_000;
+pub const FEED_PAGE: u32 = wire::FEED_PAGE_MAX;
 
 /// What the service needs of an HTTP request besides its body.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +47,10 @@ pub struct Response {
 
 impl Response {
     fn json(status: u16, value: &Value) -> Self {
+        Self::json_text(status, value.to_string())
+    }
+
+    fn json_text(status: u16, text: String) -> Self {
         Response {
             status,
             headers: vec![
@@ -51,7 +58,7 @@ impl Response {
                 // Token answers must not sit in shared caches.
                 ("cache-control", "no-store".into()),
             ],
-            body: value.to_string().into_bytes(),
+            body: text.into_bytes(),
         }
     }
 
@@ -94,7 +101,7 @@ pub async fn handle<D: Db, B: BodySource>(
             Err(why) => Err(ApiError::internal(format!("configuration: {why}"))),
             Ok(config) => {
                 let svc = Service {
-                    store: Store::new(db),
+                    store: Store::new(db).pruning(config.feed_retention_s),
                     config,
                     now,
                     now_ms,
@@ -118,6 +125,75 @@ async fn health<D: Db>(db: &D) -> Response {
             eprintln!("token-api: health: {e}");
             Response::json(503, &json!({"status": "error", "storage": "unreachable"}))
         }
+    }
+}
+
+/// A token may not mint a token that outlives it: the denial when
+/// `expires_at` (None = never) is after the creator's expiry.
+fn outlives(creator: Option<i64>, expires_at: Option<i64>) -> Option<(ApiError, Value)> {
+    let limit = creator?;
+    if expires_at.is_some_and(|e| e <= limit) {
+        return None;
+    }
+    let asked = expires_at.map_or_else(|| "never".to_owned(), rfc3339::format);
+    let limit = rfc3339::format(limit);
+    let e = ApiError::forbidden(
+        "expiry_exceeds_creator",
+        format!(
+            "the new token would expire {asked}, after the creating token, which expires at \
+             {limit}; a token cannot mint one that outlives it: give a \"ttl\" or \
+             \"expires_at\" no later than {limit}"
+        ),
+    );
+    let detail = json!({"reason": "expiry_exceeds_creator", "expires_at": expires_at.map(rfc3339::format),
+                        "creator_expires_at": limit});
+    Some((e, detail))
+}
+
+/// The feed's answer to `since`, given what the store read (with up to
+/// `FEED_PAGE + 1` entries: one past the page says `more`).
+pub fn feed_page(since: &Since, read: FeedRead) -> FeedPage {
+    let FeedRead {
+        epoch,
+        pruned_through,
+        head,
+        mut entries,
+    } = read;
+    let cursor = |seq: i64| {
+        FeedCursor {
+            epoch: epoch.clone(),
+            seq: u64::try_from(seq).unwrap_or(0),
+        }
+        .to_string()
+    };
+    let at_head = |reset| FeedPage {
+        cursor: cursor(head),
+        revoked: Vec::new(),
+        more: false,
+        reset,
+    };
+    let after = match since {
+        Since::Now => return at_head(false),
+        Since::Legacy(_) => return at_head(true),
+        Since::Beginning => 0,
+        Since::After(c) => {
+            let seq = i64::try_from(c.seq).unwrap_or(i64::MAX);
+            if c.epoch != epoch || seq > head || seq < pruned_through {
+                return at_head(true);
+            }
+            seq
+        }
+    };
+    let more = entries.len() > FEED_PAGE as usize;
+    entries.truncate(FEED_PAGE as usize);
+    let last = entries
+        .last()
+        .map_or(after.max(pruned_through), |(seq, _)| *seq);
+    FeedPage {
+        cursor: cursor(last),
+        revoked: entries.into_iter().map(|(_, sha)| sha).collect(),
+        more,
+        reset: false,
     }
 }
 
@@ -239,63 +315,52 @@ impl<D: Db> Service<'_, D> {
 
     async fn introspect(&self, head: &RequestHead) -> Result<Response, ApiError> {
         let token = auth::bearer(&head.authorization)?;
-        let inactive = |reason: &str| {
-            Ok(Response::json(
-                200,
-                &json!({"active": false, "reason": reason}),
-            ))
-        };
+        let answer = |i: Introspection| Ok(Response::json_text(200, i.to_json()));
+        let inactive = |r| answer(Introspection::Inactive(r));
         // A malformed token costs no query at all.
         if format::validate(token).is_err() {
-            return inactive("malformed");
+            return inactive(InactiveReason::Malformed);
         }
         let sha = format::sha256_hex(token);
         let Some(t) = self.store.token_by_sha(&sha, self.now).await? else {
-            return inactive("unknown");
+            return inactive(InactiveReason::Unknown);
         };
         match t.status(self.now) {
-            Status::Revoked => inactive("revoked"),
-            Status::Expired => inactive("expired"),
+            Status::Revoked => inactive(InactiveReason::Revoked),
+            Status::Expired => inactive(InactiveReason::Expired),
             Status::Active => {
                 self.touch(&t.id, t.last_used_at).await;
                 let cap = i64::from(self.config.default_cache_ttl_s);
                 let cache_ttl_s = t.expires_at.map_or(cap, |exp| cap.min(exp - self.now));
-                Ok(Response::json(
-                    200,
-                    &json!({
-                        "active": true,
-                        "token_id": t.id,
-                        "name": t.name,
-                        "tenant": t.tenant,
-                        "project": t.project,
-                        "scopes": t.scopes,
-                        "exp": t.expires_at,
-                        "iat": t.created_at,
-                        "cache_ttl_s": cache_ttl_s,
-                    }),
-                ))
+                let secs = |s: i64| u64::try_from(s).unwrap_or(0);
+                answer(Introspection::Active(ActiveToken {
+                    token_id: t.id,
+                    name: t.name,
+                    tenant: t.tenant,
+                    project: t.project,
+                    scopes: t.scopes,
+                    exp: t.expires_at.map(secs),
+                    iat: secs(t.created_at),
+                    cache_ttl_s: secs(cache_ttl_s),
+                }))
             }
         }
     }
 
+    /// A page of the feed from `since`. A cursor this feed cannot continue
+    /// (another database's epoch, past the head after a restore, older than
+    /// what was pruned, or a plain number from before cursors had an epoch)
+    /// gets a reset: the head cursor and no hashes, so the gateway knows to
+    /// drop what it cached instead of silently missing revocations.
     async fn revocations(&self, q: &Query) -> Result<Response, ApiError> {
-        let (cursor, revoked, more) = match Since::parse(q.get("since"))? {
-            Since::Now => (self.store.revocations_head(self.now).await?, vec![], false),
-            Since::After(after) => {
-                let mut page = self
-                    .store
-                    .revocations(after, FEED_PAGE + 1, self.now)
-                    .await?;
-                let more = page.len() > FEED_PAGE as usize;
-                page.truncate(FEED_PAGE as usize);
-                let cursor = page.last().map_or(after, |(seq, _)| *seq);
-                (cursor, page.into_iter().map(|(_, sha)| sha).collect(), more)
-            }
+        let since = Since::parse(q.get("since")).map_err(|e| ApiError::invalid("since", e.0))?;
+        let (after, limit) = match &since {
+            Since::Beginning => (0, FEED_PAGE + 1),
+            Since::After(c) => (i64::try_from(c.seq).unwrap_or(i64::MAX), FEED_PAGE + 1),
+            Since::Now | Since::Legacy(_) => (i64::MAX, 0),
         };
-        Ok(Response::json(
-            200,
-            &json!({"cursor": cursor.to_string(), "revoked": revoked, "more": more}),
-        ))
+        let read = self.store.revocations(after, limit, self.now).await?;
+        Ok(Response::json_text(200, feed_page(&since, read).to_json()))
     }
 
     async fn create(&self, who: &Principal, req: CreateBody) -> Result<Response, ApiError> {
@@ -308,12 +373,19 @@ impl<D: Db> Service<'_, D> {
             .or_else(|| who.owner().map(|o| o.project.to_owned()))
             .unwrap_or_else(|| "default".to_owned());
         validate::label("project", &project)?;
-        let expires_at = ttl::resolve(
+        let mut expires_at = ttl::resolve(
             req.ttl.as_deref(),
             req.expires_at.as_deref(),
             self.now,
             &self.config.ttl,
         )?;
+        // No lifetime asked for: the default stops at the creator's expiry.
+        // One asked for beyond it is refused below.
+        if let (None, None, Principal::Token(creator)) = (&req.ttl, &req.expires_at, who) {
+            if let Some(limit) = creator.expires_at {
+                expires_at = Some(expires_at.map_or(limit, |e| e.min(limit)));
+            }
+        }
         let scopes = self.requested_scopes(who, &req)?;
 
         if let Principal::Token(creator) = who {
@@ -323,17 +395,19 @@ impl<D: Db> Service<'_, D> {
                     json!({"reason": "tenant_mismatch", "tenant": req.tenant, "project": project}),
                 ))
             } else {
-                scopes::first_uncovered(&scopes, &creator.scopes).map(|s| {
-                    let s = s.to_string();
-                    let e = ApiError::forbidden(
-                        "scope_exceeds_ceiling",
-                        format!(
-                            "scope {s:?} is not covered by the creating token's own scopes; \
-                             request only scopes it holds, or send \"rbac\": \"clone\" to copy them"
-                        ),
-                    );
-                    (e, json!({"reason": "scope_exceeds_ceiling", "scope": s}))
-                })
+                scopes::first_uncovered(&scopes, &creator.scopes)
+                    .map(|s| {
+                        let s = s.to_string();
+                        let e = ApiError::forbidden(
+                            "scope_exceeds_ceiling",
+                            format!(
+                                "scope {s:?} is not covered by the creating token's own scopes; \
+                                 request only scopes it holds, or send \"rbac\": \"clone\" to copy them"
+                            ),
+                        );
+                        (e, json!({"reason": "scope_exceeds_ceiling", "scope": s}))
+                    })
+                    .or_else(|| outlives(creator.expires_at, expires_at))
             };
             if let Some((e, detail)) = denied {
                 self.store
@@ -464,24 +538,84 @@ impl<D: Db> Service<'_, D> {
         ))
     }
 
-    /// The token if it exists and the caller may see it; otherwise 404 either
-    /// way, so a token never learns what other tenants hold.
+    /// The same 404 for a token that does not exist and one the caller may
+    /// not see.
     fn not_found(id: &str) -> ApiError {
         ApiError::not_found(format!("no token {id:?} here; list tokens to find its id"))
     }
 
     async fn describe(&self, who: &Principal, id: &str) -> Result<Response, ApiError> {
+        let t = self.visible(who, id).await?;
+        self.with_lineage(&t).await
+    }
+
+    /// The token view plus its place in revocation cascades: `revoked_via`
+    /// (the token whose revocation or deletion revoked it) and
+    /// `cascade_revoked` (how many tokens were revoked because it was).
+    async fn with_lineage(&self, t: &TokenRecord) -> Result<Response, ApiError> {
+        let lineage = self.store.lineage(&t.id, self.now).await?;
+        let mut view = t.view(self.now);
+        view["revoked_via"] = lineage.revoked_via.into();
+        view["cascade_revoked"] = lineage.cascade_revoked.into();
+        Ok(Response::json(200, &view))
+    }
+
+    /// The token with this id if the caller may see it; otherwise 404 either
+    /// way, so a token never learns what other tenants hold.
+    async fn visible(&self, who: &Principal, id: &str) -> Result<TokenRecord, ApiError> {
         if !ulid::is_token_id(id) {
             return Err(Self::not_found(id));
         }
-        let t = self.store.token_by_id(id, self.now).await?;
-        match (t, who.owner()) {
+        match (self.store.token_by_id(id, self.now).await?, who.owner()) {
             (Some(t), Some(o)) if t.tenant != o.tenant || t.project != o.project => {
                 Err(Self::not_found(id))
             }
-            (Some(t), _) => Ok(Response::json(200, &t.view(self.now))),
+            (Some(t), _) => Ok(t),
             (None, _) => Err(Self::not_found(id)),
         }
+    }
+
+    /// A token may revoke or delete only tokens its own scopes cover, so a
+    /// narrow `tokens:write` token cannot take down broader tokens an admin
+    /// minted in its project. Refusals are audited (`event`).
+    async fn check_reach(
+        &self,
+        who: &Principal,
+        target: &TokenRecord,
+        event: Event,
+        doing: &str,
+    ) -> Result<(), ApiError> {
+        let Principal::Token(actor) = who else {
+            return Ok(());
+        };
+        let held = scopes::parse_all(&target.scopes)
+            .map_err(|e| ApiError::internal(format!("token {} has a stored {e}", target.id)))?;
+        let Some(s) = scopes::first_uncovered(&held, &actor.scopes) else {
+            return Ok(());
+        };
+        let s = s.to_string();
+        self.store
+            .audit(&NewAuditEvent {
+                at: self.now,
+                event,
+                tenant: target.tenant.clone(),
+                project: target.project.clone(),
+                token_id: Some(target.id.clone()),
+                token_name: Some(target.name.clone()),
+                token_sha: Some(target.token_sha.clone()),
+                actor: who.actor(),
+                detail: json!({"reason": "scope_exceeds_ceiling", "scope": s}),
+            })
+            .await?;
+        Err(ApiError::forbidden(
+            "scope_exceeds_ceiling",
+            format!(
+                "token {} holds scope {s:?}, which this token's own scopes do not cover; \
+                 a token may {doing} only tokens within its scopes: use the admin key, or a \
+                 token whose scopes cover it",
+                target.id
+            ),
+        ))
     }
 
     async fn revoke(
@@ -490,24 +624,24 @@ impl<D: Db> Service<'_, D> {
         id: &str,
         reason: Option<String>,
     ) -> Result<Response, ApiError> {
-        if !ulid::is_token_id(id) {
-            return Err(Self::not_found(id));
-        }
+        let target = self.visible(who, id).await?;
+        self.check_reach(who, &target, Event::DeniedRevoke, "revoke")
+            .await?;
         let detail = reason.map_or_else(|| json!({}), |r| json!({"reason": r}));
         match self
             .store
             .revoke(id, who.owner(), self.now, &who.actor(), &detail)
             .await?
         {
-            Some((t, _)) => Ok(Response::json(200, &t.view(self.now))),
+            Some(r) => self.with_lineage(&r.token).await,
             None => Err(Self::not_found(id)),
         }
     }
 
     async fn delete(&self, who: &Principal, id: &str) -> Result<Response, ApiError> {
-        if !ulid::is_token_id(id) {
-            return Err(Self::not_found(id));
-        }
+        let target = self.visible(who, id).await?;
+        self.check_reach(who, &target, Event::DeniedDelete, "delete")
+            .await?;
         match self
             .store
             .delete(id, who.owner(), self.now, &who.actor())

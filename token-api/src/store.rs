@@ -97,7 +97,10 @@ type Result<T, E = StoreError> = core::result::Result<T, E>;
 /// Migrations, in order; entry `i` brings the schema to version `i + 1`.
 /// Every statement is idempotent, so instances racing on a fresh database and
 /// a migration interrupted half-way both end in the same schema.
-const MIGRATIONS: &[&[&str]] = &[&[
+const MIGRATIONS: &[&[&str]] = &[MIGRATION_1, MIGRATION_2];
+
+/// Tokens, the revocations feed, the audit log.
+const MIGRATION_1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS tokens (
         id           TEXT PRIMARY KEY,
         token_sha    TEXT NOT NULL UNIQUE,
@@ -138,7 +141,30 @@ const MIGRATIONS: &[&[&str]] = &[&[
     )",
     "CREATE INDEX IF NOT EXISTS audit_by_project ON audit (tenant, project, seq)",
     "CREATE INDEX IF NOT EXISTS audit_by_token ON audit (token_id, seq)",
-]];
+];
+
+/// The feed's epoch and pruning horizon; token lineage.
+const MIGRATION_2: &[&str] = &[
+    // One row. The epoch is made with the database (random), so a cursor
+    // from another database, or from before a restore to an empty one, is
+    // recognised; `pruned_through` is the newest sequence number pruned.
+    "CREATE TABLE IF NOT EXISTS feed_state (
+        id             INTEGER PRIMARY KEY CHECK (id = 1),
+        epoch          TEXT NOT NULL,
+        pruned_through INTEGER NOT NULL
+    )",
+    "INSERT OR IGNORE INTO feed_state (id, epoch, pruned_through)
+        VALUES (1, lower(hex(randomblob(8))), 0)",
+    "CREATE INDEX IF NOT EXISTS revocations_by_at ON revocations (at)",
+    // Children of a token: `created_by` is `token:<id>` of their creator.
+    "CREATE INDEX IF NOT EXISTS tokens_by_creator ON tokens (created_by)",
+    // Tokens revoked because an ancestor was revoked or deleted (`via`).
+    "CREATE TABLE IF NOT EXISTS cascades (
+        id  TEXT PRIMARY KEY,
+        via TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS cascades_by_via ON cascades (via)",
+];
 
 /// The schema version this code needs.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -189,13 +215,66 @@ pub enum Created {
     },
 }
 
+/// Outcome of a revoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// The token as it is now.
+    pub token: TokenRecord,
+    /// Whether this call revoked it (false: it already was).
+    pub changed: bool,
+    /// Descendants revoked with it by this call, oldest first.
+    pub cascaded: Vec<TokenRecord>,
+}
+
+/// Outcome of a delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    /// The token as it was.
+    pub token: TokenRecord,
+    /// Descendants revoked because it went.
+    pub cascaded: Vec<TokenRecord>,
+}
+
+/// A token's place in revocation cascades.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lineage {
+    /// The token whose revocation (or deletion) revoked this one.
+    pub revoked_via: Option<String>,
+    /// Tokens revoked because this one was.
+    pub cascade_revoked: i64,
+}
+
+/// The feed's state and one page of it, read in one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedRead {
+    pub epoch: String,
+    /// The newest sequence number pruned (entries up to it are gone).
+    pub pruned_through: i64,
+    /// The newest sequence number ever written (0: none).
+    pub head: i64,
+    /// `(seq, token_sha)` after the position asked for, oldest first.
+    pub entries: Vec<(i64, String)>,
+}
+
 pub struct Store<'a, D: Db> {
     db: &'a D,
+    /// Feed entries older than this many seconds are pruned on writes.
+    feed_retention_s: Option<i64>,
 }
 
 impl<'a, D: Db> Store<'a, D> {
+    /// A store that keeps the feed for ever (reads, tests).
     pub fn new(db: &'a D) -> Self {
-        Store { db }
+        Store {
+            db,
+            feed_retention_s: None,
+        }
+    }
+
+    /// Prunes feed entries older than `retention_s` whenever it writes some.
+    pub fn pruning(mut self, retention_s: Option<i64>) -> Self {
+        self.feed_retention_s = retention_s;
+        self
     }
 
     async fn exec(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>> {
@@ -391,9 +470,11 @@ impl<'a, D: Db> Store<'a, D> {
         .await
     }
 
-    /// Revokes a token (once): sets `revoked_at`, appends its hash to the feed
-    /// and writes a `revoked` event, atomically. `None` when there is no such
-    /// token for `owner`; the flag says whether this call revoked it.
+    /// Revokes a token and, transitively, every live token it created:
+    /// sets `revoked_at`, appends each hash to the feed and writes a `revoked`
+    /// event for each (a descendant's names the cascade), atomically. `None`
+    /// when there is no such token for `owner`. Revoking a revoked token
+    /// changes nothing unless some descendant is still live.
     pub async fn revoke(
         &self,
         id: &str,
@@ -401,7 +482,7 @@ impl<'a, D: Db> Store<'a, D> {
         now: i64,
         actor: &str,
         detail: &Json,
-    ) -> Result<Option<(TokenRecord, bool)>> {
+    ) -> Result<Option<Revoked>> {
         self.with_schema(now, || {
             self.tx(async {
                 let Some(mut t) = self.token_by_id_once(id).await? else {
@@ -410,33 +491,46 @@ impl<'a, D: Db> Store<'a, D> {
                 if owner.is_some_and(|o| !o.owns(&t)) {
                     return Ok(None);
                 }
-                if t.revoked_at.is_some() {
-                    return Ok(Some((t, false)));
-                }
-                self.exec(
-                    "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                    vec![now.into(), id.into()],
-                )
-                .await?;
-                self.feed(&t.token_sha, now).await?;
-                t.revoked_at = Some(now);
-                self.insert_audit(&audit_for(&t, Event::Revoked, now, actor, detail.clone()))
+                let cascaded = self.live_descendants(id).await?;
+                let changed = t.revoked_at.is_none();
+                if changed {
+                    self.exec(
+                        "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                        vec![now.into(), id.into()],
+                    )
                     .await?;
-                Ok(Some((t, true)))
+                    self.feed(&t.token_sha, now).await?;
+                    t.revoked_at = Some(now);
+                    let mut detail = detail.clone();
+                    if !cascaded.is_empty() {
+                        detail["cascaded"] = cascaded.len().into();
+                    }
+                    self.insert_audit(&audit_for(&t, Event::Revoked, now, actor, detail))
+                        .await?;
+                }
+                let cascaded = self.cascade(id, cascaded, now, actor, detail).await?;
+                self.prune(now).await?;
+                Ok(Some(Revoked {
+                    token: t,
+                    changed,
+                    cascaded,
+                }))
             })
         })
         .await
     }
 
     /// Deletes a token for good; a token that was not revoked yet also goes
-    /// into the feed, so gateways drop it. Writes a `deleted` event.
+    /// into the feed, so gateways drop it. Its live descendants are revoked
+    /// (a child must not outlive the token that minted it). Writes a
+    /// `deleted` event, and a `revoked` one per descendant.
     pub async fn delete(
         &self,
         id: &str,
         owner: Option<Owner<'_>>,
         now: i64,
         actor: &str,
-    ) -> Result<Option<TokenRecord>> {
+    ) -> Result<Option<Deleted>> {
         self.with_schema(now, || {
             self.tx(async {
                 let Some(t) = self.token_by_id_once(id).await? else {
@@ -445,18 +539,102 @@ impl<'a, D: Db> Store<'a, D> {
                 if owner.is_some_and(|o| !o.owns(&t)) {
                     return Ok(None);
                 }
+                let cascaded = self.live_descendants(id).await?;
                 self.exec("DELETE FROM tokens WHERE id = ?", vec![id.into()])
+                    .await?;
+                self.exec("DELETE FROM cascades WHERE id = ?", vec![id.into()])
                     .await?;
                 if t.revoked_at.is_none() {
                     self.feed(&t.token_sha, now).await?;
                 }
-                let detail = serde_json::json!({"status": t.status(now).as_str()});
+                let mut detail = serde_json::json!({"status": t.status(now).as_str()});
+                if !cascaded.is_empty() {
+                    detail["cascaded"] = cascaded.len().into();
+                }
                 self.insert_audit(&audit_for(&t, Event::Deleted, now, actor, detail))
                     .await?;
-                Ok(Some(t))
+                let cascaded = self
+                    .cascade(id, cascaded, now, actor, &serde_json::json!({}))
+                    .await?;
+                self.prune(now).await?;
+                Ok(Some(Deleted { token: t, cascaded }))
             })
         })
         .await
+    }
+
+    /// Every token descending from `id` (created by it, by those, ...) that
+    /// is not revoked, oldest first. Revoked ones are walked through too: a
+    /// token revoked before revocation cascaded may have live children.
+    async fn live_descendants(&self, id: &str) -> Result<Vec<TokenRecord>> {
+        let sql = format!(
+            "WITH RECURSIVE tree(id) AS ( \
+                 SELECT id FROM tokens WHERE created_by = ? \
+                 UNION \
+                 SELECT t.id FROM tokens t JOIN tree ON t.created_by = 'token:' || tree.id \
+             ) \
+             SELECT {TOKEN_COLUMNS} FROM tokens \
+             WHERE id IN (SELECT id FROM tree) AND revoked_at IS NULL \
+             ORDER BY created_at, id"
+        );
+        let rows = self.exec(&sql, vec![format!("token:{id}").into()]).await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// Revokes `tokens` because `via` was revoked or deleted: feed entry,
+    /// lineage row and a `revoked` event naming the cascade, for each.
+    async fn cascade(
+        &self,
+        via: &str,
+        tokens: Vec<TokenRecord>,
+        now: i64,
+        actor: &str,
+        detail: &Json,
+    ) -> Result<Vec<TokenRecord>> {
+        let mut out = Vec::with_capacity(tokens.len());
+        for mut t in tokens {
+            self.exec(
+                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                vec![now.into(), t.id.as_str().into()],
+            )
+            .await?;
+            self.feed(&t.token_sha, now).await?;
+            self.exec(
+                "INSERT OR REPLACE INTO cascades (id, via) VALUES (?, ?)",
+                vec![t.id.as_str().into(), via.into()],
+            )
+            .await?;
+            t.revoked_at = Some(now);
+            let mut detail = detail.clone();
+            detail["cascade"] = serde_json::json!({
+                "via": via,
+                "parent": t.created_by.strip_prefix("token:").unwrap_or(&t.created_by),
+            });
+            self.insert_audit(&audit_for(&t, Event::Revoked, now, actor, detail))
+                .await?;
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// Where a token stands in revocation cascades (for describe).
+    pub async fn lineage(&self, id: &str, now: i64) -> Result<Lineage> {
+        let rows = self
+            .with_schema(now, || {
+                self.exec(
+                    "SELECT (SELECT via FROM cascades WHERE id = ?), \
+                            (SELECT COUNT(*) FROM cascades WHERE via = ?)",
+                    vec![id.into(), id.into()],
+                )
+            })
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("lineage returned no row".into()))?;
+        Ok(Lineage {
+            revoked_via: opt_text(row, 0)?,
+            cascade_revoked: int(row, 1)?,
+        })
     }
 
     async fn feed(&self, sha: &str, now: i64) -> Result<()> {
@@ -466,6 +644,26 @@ impl<'a, D: Db> Store<'a, D> {
         )
         .await
         .map(drop)
+    }
+
+    /// Drops feed entries older than the retention, remembering the newest
+    /// sequence number dropped so a cursor before it gets a reset. Two index
+    /// probes that find nothing, unless something just aged out.
+    async fn prune(&self, now: i64) -> Result<()> {
+        let Some(retention) = self.feed_retention_s else {
+            return Ok(());
+        };
+        let before = now.saturating_sub(retention);
+        self.exec(
+            "UPDATE feed_state SET pruned_through = MAX(pruned_through, \
+                 (SELECT COALESCE(MAX(seq), 0) FROM revocations WHERE at < ?)) \
+             WHERE id = 1",
+            vec![before.into()],
+        )
+        .await?;
+        self.exec("DELETE FROM revocations WHERE at < ?", vec![before.into()])
+            .await
+            .map(drop)
     }
 
     /// A page of tokens, newest first, after `cursor`; plus the cursor of the
@@ -533,32 +731,40 @@ impl<'a, D: Db> Store<'a, D> {
         Ok((tokens, next))
     }
 
-    /// Up to `limit` feed entries after `after`, oldest first: `(seq, token_sha)`.
-    pub async fn revocations(
-        &self,
-        after: i64,
-        limit: u32,
-        now: i64,
-    ) -> Result<Vec<(i64, String)>> {
+    /// The feed's epoch, horizon and head, and up to `limit` entries after
+    /// `after`: one statement, so the page and the state agree.
+    pub async fn revocations(&self, after: i64, limit: u32, now: i64) -> Result<FeedRead> {
         let rows = self
             .with_schema(now, || {
                 self.exec(
-                    "SELECT seq, token_sha FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?",
+                    "SELECT 0, epoch, pruned_through, \
+                            (SELECT COALESCE(MAX(seq), 0) FROM revocations) \
+                     FROM feed_state WHERE id = 1 \
+                     UNION ALL \
+                     SELECT 1, token_sha, seq, 0 FROM \
+                         (SELECT seq, token_sha FROM revocations WHERE seq > ? \
+                          ORDER BY seq LIMIT ?) AS page",
                     vec![after.into(), i64::from(limit).into()],
                 )
             })
             .await?;
-        rows.iter().map(|r| Ok((int(r, 0)?, text(r, 1)?))).collect()
-    }
-
-    /// The newest feed position (0 when nothing was ever revoked).
-    pub async fn revocations_head(&self, now: i64) -> Result<i64> {
-        let rows = self
-            .with_schema(now, || {
-                self.exec("SELECT COALESCE(MAX(seq), 0) FROM revocations", vec![])
-            })
-            .await?;
-        first_int(&rows)
+        let mut state = None;
+        let mut entries = Vec::with_capacity(rows.len());
+        for r in &rows {
+            match int(r, 0)? {
+                0 => state = Some((text(r, 1)?, int(r, 2)?, int(r, 3)?)),
+                _ => entries.push((int(r, 2)?, text(r, 1)?)),
+            }
+        }
+        let (epoch, pruned_through, max_seq) =
+            state.ok_or_else(|| StoreError::Corrupt("feed_state has no row".into()))?;
+        entries.sort_unstable_by_key(|(seq, _)| *seq);
+        Ok(FeedRead {
+            epoch,
+            pruned_through,
+            head: max_seq.max(pruned_through),
+            entries,
+        })
     }
 
     /// Appends an audit event on its own (a denied create has nothing else to write).
@@ -718,13 +924,9 @@ fn token_from_row(row: &Row) -> Result<TokenRecord> {
 }
 
 fn audit_from_row(row: &Row) -> Result<AuditRecord> {
-    let event = match text(row, 2)?.as_str() {
-        "created" => Event::Created,
-        "revoked" => Event::Revoked,
-        "deleted" => Event::Deleted,
-        "denied_create" => Event::DeniedCreate,
-        other => return Err(StoreError::Corrupt(format!("audit event {other:?}"))),
-    };
+    let name = text(row, 2)?;
+    let event =
+        Event::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("audit event {name:?}")))?;
     let detail = text(row, 9)?;
     Ok(AuditRecord {
         seq: int(row, 0)?,

@@ -863,6 +863,9 @@ fn describe_revoke_delete_lifecycle() {
     let described = a.get(&path, ADMIN_KEY).json_body().unwrap();
     let mut expected = v.clone();
     expected.as_object_mut().unwrap().remove("token");
+    // Describe adds where the token stands in revocation cascades.
+    expected["revoked_via"] = Value::Null;
+    expected["cascade_revoked"] = json!(0);
     assert_eq!(described, expected);
 
     a.advance(5);
@@ -937,20 +940,47 @@ fn describe_revoke_delete_lifecycle() {
     );
 }
 
+impl<D: Db> Api<D> {
+    fn feed(&self, query: &str) -> Value {
+        let r = self.send(Req::new(
+            "GET",
+            &format!("/api/v1/mcptokens/revocations{query}"),
+        ));
+        assert_eq!(
+            r.status,
+            200,
+            "{query}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json_body().unwrap()
+    }
+
+    /// This database's feed epoch, from the head cursor.
+    fn epoch(&self) -> String {
+        let head = self.feed("?since=now");
+        head["cursor"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+fn sha_of(v: &Value) -> String {
+    mcpgw_token::format::sha256_hex(&token_of(v))
+}
+
 #[test]
 fn revocations_feed_order_cursor_and_paging() {
     let a = api();
-    let feed = |q: &str| {
-        let r = a.send(Req::new(
-            "GET",
-            &format!("/api/v1/mcptokens/revocations{q}"),
-        ));
-        assert_eq!(r.status, 200, "{q}");
-        r.json_body().unwrap()
-    };
+    let e = a.epoch();
+    assert_eq!(e.len(), 16);
+    let at = |seq: u64| format!("{e}.{seq}");
     assert_eq!(
-        feed(""),
-        json!({"cursor": "0", "revoked": [], "more": false})
+        a.feed(""),
+        json!({"cursor": at(0), "revoked": [], "more": false, "reset": false})
     );
     let mut shas = Vec::new();
     let mut ids = Vec::new();
@@ -959,29 +989,38 @@ fn revocations_feed_order_cursor_and_paging() {
             ADMIN_KEY,
             json!({"name": format!("t{i}"), "tenant": "acme"}),
         );
-        shas.push(mcpgw_token::format::sha256_hex(&token_of(&v)));
+        shas.push(sha_of(&v));
         ids.push(id_of(&v));
     }
     a.revoke(ADMIN_KEY, &ids[2]);
     a.revoke(ADMIN_KEY, &ids[0]);
-    let head = feed("?since=now");
-    assert_eq!(head, json!({"cursor": "2", "revoked": [], "more": false}));
+    let head = a.feed("?since=now");
+    assert_eq!(
+        head,
+        json!({"cursor": at(2), "revoked": [], "more": false, "reset": false})
+    );
     a.send(Req::new("DELETE", &format!("/api/v1/mcptokens/{}", ids[3])).auth(ADMIN_KEY));
     // Deleting an already revoked token adds nothing.
     a.send(Req::new("DELETE", &format!("/api/v1/mcptokens/{}", ids[2])).auth(ADMIN_KEY));
     assert_eq!(
-        feed(""),
-        json!({"cursor": "3", "revoked": [shas[2], shas[0], shas[3]], "more": false})
+        a.feed(""),
+        json!({"cursor": at(3), "revoked": [shas[2], shas[0], shas[3]], "more": false, "reset": false})
     );
     assert_eq!(
-        feed("?since=2"),
-        json!({"cursor": "3", "revoked": [shas[3]], "more": false})
+        a.feed(&format!("?since={}", at(2))),
+        json!({"cursor": at(3), "revoked": [shas[3]], "more": false, "reset": false})
     );
     assert_eq!(
-        feed("?since=3"),
-        json!({"cursor": "3", "revoked": [], "more": false})
+        a.feed(&format!("?since={}", at(3))),
+        json!({"cursor": at(3), "revoked": [], "more": false, "reset": false})
     );
-    for bad in ["?since=-1", "?since=abc", "?since=1&since=2", "?cursor=1"] {
+    for bad in [
+        "?since=-1",
+        "?since=abc",
+        "?since=1&since=2",
+        "?cursor=1",
+        "?since=AB.1",
+    ] {
         let r = a.send(Req::new(
             "GET",
             &format!("/api/v1/mcptokens/revocations{bad}"),
@@ -993,25 +1032,350 @@ fn revocations_feed_order_cursor_and_paging() {
     for i in 0..1_500 {
         a.db.raw(|c| {
             c.execute(
-                "INSERT INTO revocations (token_sha, at) VALUES (?, 0)",
-                [format!("{i:064x}")],
+                "INSERT INTO revocations (token_sha, at) VALUES (?, ?)",
+                (format!("{i:064x}"), a.now()),
             )
         })
         .unwrap();
     }
-    let first = feed("?since=3");
+    let first = a.feed(&format!("?since={}", at(3)));
     assert_eq!(first["revoked"].as_array().unwrap().len(), 1_000);
     assert_eq!(
         (first["cursor"].clone(), first["more"].clone()),
-        (json!("1003"), json!(true))
+        (json!(at(1003)), json!(true))
     );
-    let second = feed("?since=1003");
+    let second = a.feed(&format!("?since={}", at(1003)));
     assert_eq!(second["revoked"].as_array().unwrap().len(), 500);
     assert_eq!(
         (second["cursor"].clone(), second["more"].clone()),
-        (json!("1503"), json!(false))
+        (json!(at(1503)), json!(false))
     );
     assert_eq!(second["revoked"][0], format!("{:064x}", 1000));
+}
+
+/// A cursor the feed cannot continue is a reset, never a silent gap.
+#[test]
+fn cursors_the_feed_cannot_continue_get_a_reset_with_the_head() {
+    let a = api();
+    let e = a.epoch();
+    for i in 0..3 {
+        let v = a.create(
+            ADMIN_KEY,
+            json!({"name": format!("t{i}"), "tenant": "acme"}),
+        );
+        a.revoke(ADMIN_KEY, &id_of(&v));
+    }
+    let reset = json!({"cursor": format!("{e}.3"), "revoked": [], "more": false, "reset": true});
+    for (what, since) in [
+        ("another database's epoch", "0123456789abcdef.1".to_owned()),
+        ("past the head (a restored database)", format!("{e}.4")),
+        ("far past the head", format!("{e}.9223372036854775807")),
+        ("a plain number from before epochs", "2".to_owned()),
+        ("a plain number past the head", "99".to_owned()),
+    ] {
+        assert_eq!(a.feed(&format!("?since={since}")), reset, "{what}");
+    }
+    // The cursor a reset hands out works.
+    assert_eq!(a.feed(&format!("?since={e}.3"))["reset"], false);
+}
+
+/// Writes prune what is older than `feed_retention`; a cursor from before
+/// the horizon is a reset, a cursor after it still reads every entry.
+#[test]
+fn pruning_keeps_recent_entries_and_resets_cursors_older_than_the_horizon() {
+    let mut a = api();
+    a.config.feed_retention_s = Some(3_600);
+    let e = a.epoch();
+    let revoke_new = |a: &Api, name: &str| {
+        let v = a.create(ADMIN_KEY, json!({"name": name, "tenant": "acme"}));
+        a.revoke(ADMIN_KEY, &id_of(&v));
+        sha_of(&v)
+    };
+    let old = revoke_new(&a, "old");
+    a.advance(1_800);
+    let recent = revoke_new(&a, "recent");
+    a.advance(1_801);
+    // This write is 3601 s after the first: that entry goes, the rest stays.
+    let newest = revoke_new(&a, "newest");
+    assert_eq!(
+        a.feed(""),
+        json!({"cursor": format!("{e}.3"), "revoked": [recent, newest], "more": false, "reset": false})
+    );
+    assert_eq!(
+        a.feed(&format!("?since={e}.1"))["revoked"],
+        json!([recent, newest]),
+        "a cursor at the horizon misses nothing"
+    );
+    assert_eq!(
+        a.feed(&format!("?since={e}.0")),
+        json!({"cursor": format!("{e}.3"), "revoked": [], "more": false, "reset": true}),
+        "the entry after this cursor ({old}) was pruned"
+    );
+}
+
+#[test]
+fn a_token_cannot_mint_a_token_that_outlives_it() {
+    let a = api();
+    let creator = a.create(
+        ADMIN_KEY,
+        json!({"name": "ci", "tenant": "acme", "ttl": "1h",
+               "scopes": ["tokens:write", "tokens:read", "mcp:*"]}),
+    );
+    let ci = token_of(&creator);
+    let limit = creator["expires_at"].as_str().unwrap().to_owned();
+    for (body, asked) in [
+        (
+            json!({"ttl": "365d", "rbac": "clone"}),
+            "2027-11-23T18:40:43Z",
+        ),
+        (json!({"ttl": "61m"}), "2026-11-23T19:41:43Z"),
+        (
+            json!({"expires_at": "2026-11-23T19:40:44Z"}),
+            "2026-11-23T19:40:44Z",
+        ),
+    ] {
+        let mut body = body;
+        body["name"] = json!("child");
+        body["tenant"] = json!("acme");
+        let (status, c, message) = a.create_err(&ci, body.clone());
+        assert_eq!(
+            (status, c.as_str()),
+            (403, "expiry_exceeds_creator"),
+            "{body}"
+        );
+        assert!(
+            message.contains(asked) && message.contains(&limit),
+            "{message}"
+        );
+    }
+    // Up to the creator's own expiry is fine; without a lifetime asked for,
+    // the default (90 days) stops there.
+    a.advance(1);
+    let child = a.create(
+        &ci,
+        json!({"name": "child", "tenant": "acme", "ttl": "59m", "rbac": "clone"}),
+    );
+    assert_eq!(child["expires_at"], "2026-11-23T19:39:44Z");
+    let defaulted = a.create(&ci, json!({"name": "defaulted", "tenant": "acme"}));
+    assert_eq!(defaulted["expires_at"], json!(limit));
+    // A grandchild is bound by the same instant, through its parent.
+    let (status, c, _) = a.create_err(
+        &token_of(&child),
+        json!({"name": "grandchild", "tenant": "acme", "ttl": "2h"}),
+    );
+    assert_eq!((status, c.as_str()), (403, "expiry_exceeds_creator"));
+
+    // Denials are audited under the creator's tenant + project.
+    let audit = a
+        .get("/api/v1/audit?tenant=acme", ADMIN_KEY)
+        .json_body()
+        .unwrap();
+    let denied: Vec<&Value> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "denied_create")
+        .collect();
+    assert_eq!(denied.len(), 4);
+    assert_eq!(denied[0]["detail"]["reason"], "expiry_exceeds_creator");
+    assert_eq!(denied[3]["detail"]["creator_expires_at"], json!(limit));
+    assert_eq!(denied[3]["detail"]["expires_at"], "2027-11-23T18:40:43Z");
+
+    // A creator that never expires imposes no limit (within max_ttl).
+    let mut a = api();
+    a.config.ttl.max = crate::ttl::Span::Never;
+    let forever = token_of(&a.create(
+        ADMIN_KEY,
+        json!({"name": "svc", "tenant": "acme", "ttl": "never", "scopes": ["tokens:write"]}),
+    ));
+    let c = a.create(
+        &forever,
+        json!({"name": "c", "tenant": "acme", "ttl": "never", "rbac": "empty"}),
+    );
+    assert_eq!(c["expires_at"], Value::Null);
+}
+
+#[test]
+fn revoking_a_token_revokes_what_it_minted_transitively() {
+    let a = api();
+    let root = a.create(
+        ADMIN_KEY,
+        json!({"name": "root", "tenant": "acme", "scopes": ["tokens:write", "mcp:*"]}),
+    );
+    a.advance(1);
+    let child = a.create(
+        &token_of(&root),
+        json!({"name": "child", "tenant": "acme", "rbac": "clone"}),
+    );
+    // Created a second apart: descendants are revoked oldest first.
+    a.advance(1);
+    let grandchild = a.create(
+        &token_of(&child),
+        json!({"name": "grandchild", "tenant": "acme", "scopes": ["mcp:tools/list"]}),
+    );
+    let other = a.create(ADMIN_KEY, json!({"name": "other", "tenant": "acme"}));
+    let since = a.feed("?since=now")["cursor"].as_str().unwrap().to_owned();
+
+    a.advance(7);
+    let r = a.send(
+        Req::new(
+            "POST",
+            &format!("/api/v1/mcptokens/{}/revoke", id_of(&root)),
+        )
+        .auth(ADMIN_KEY)
+        .json(&json!({"reason": "laptop lost"})),
+    );
+    assert_eq!(r.status, 200);
+    let view = r.json_body().unwrap();
+    assert_eq!(
+        (view["status"].clone(), view["cascade_revoked"].clone()),
+        (json!("revoked"), json!(2))
+    );
+
+    for t in [&root, &child, &grandchild] {
+        assert_eq!(
+            a.introspect(&token_of(t)),
+            json!({"active": false, "reason": "revoked"})
+        );
+    }
+    assert_eq!(a.introspect(&token_of(&other))["active"], true);
+    assert_eq!(
+        a.feed(&format!("?since={since}"))["revoked"],
+        json!([sha_of(&root), sha_of(&child), sha_of(&grandchild)])
+    );
+
+    // describe: the parent (`created_by`), and the cascade on both ends.
+    let describe = |v: &Value| {
+        a.get(&format!("/api/v1/mcptokens/{}", id_of(v)), ADMIN_KEY)
+            .json_body()
+            .unwrap()
+    };
+    let g = describe(&grandchild);
+    assert_eq!(g["created_by"], format!("token:{}", id_of(&child)));
+    assert_eq!(g["revoked_via"], json!(id_of(&root)));
+    assert_eq!(g["revoked_at"], "2026-11-23T18:40:52Z");
+    assert_eq!(describe(&root)["cascade_revoked"], 2);
+    assert_eq!(describe(&root)["revoked_via"], Value::Null);
+
+    // The audit log tells the story, one event per token.
+    let events = a
+        .get("/api/v1/audit?tenant=acme", ADMIN_KEY)
+        .json_body()
+        .unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let revoked: Vec<&Value> = events.iter().filter(|e| e["event"] == "revoked").collect();
+    assert_eq!(revoked.len(), 3);
+    let of = |v: &Value| *revoked.iter().find(|e| e["token_id"] == id_of(v)).unwrap();
+    assert_eq!(
+        of(&root)["detail"],
+        json!({"reason": "laptop lost", "cascaded": 2})
+    );
+    assert_eq!(
+        of(&grandchild)["detail"],
+        json!({"reason": "laptop lost", "cascade": {"via": id_of(&root), "parent": id_of(&child)}})
+    );
+    assert!(revoked.iter().all(|e| e["actor"] == "admin"));
+}
+
+#[test]
+fn deleting_a_token_revokes_what_it_minted() {
+    let a = api();
+    let parent = a.create(
+        ADMIN_KEY,
+        json!({"name": "parent", "tenant": "acme", "scopes": ["tokens:write", "mcp:*"]}),
+    );
+    let child = a.create(
+        &token_of(&parent),
+        json!({"name": "child", "tenant": "acme"}),
+    );
+    let r = a
+        .send(Req::new("DELETE", &format!("/api/v1/mcptokens/{}", id_of(&parent))).auth(ADMIN_KEY));
+    assert_eq!(r.status, 204);
+    assert_eq!(a.introspect(&token_of(&child))["reason"], "revoked");
+    let c = a
+        .get(&format!("/api/v1/mcptokens/{}", id_of(&child)), ADMIN_KEY)
+        .json_body()
+        .unwrap();
+    assert_eq!(c["revoked_via"], json!(id_of(&parent)));
+    assert_eq!(
+        a.feed("")["revoked"],
+        json!([sha_of(&parent), sha_of(&child)])
+    );
+}
+
+#[test]
+fn a_token_revokes_or_deletes_only_tokens_its_scopes_cover() {
+    let a = api();
+    let narrow = a.create(
+        ADMIN_KEY,
+        json!({"name": "narrow", "tenant": "acme", "project": "web",
+               "scopes": ["tokens:write", "tokens:read", "mcp:tools/list"]}),
+    );
+    let n = token_of(&narrow);
+    let broad = a.create(
+        ADMIN_KEY,
+        json!({"name": "broad", "tenant": "acme", "project": "web"}),
+    );
+    let writer = a.create(
+        ADMIN_KEY,
+        json!({"name": "writer", "tenant": "acme", "project": "web", "scopes": ["tokens:write"]}),
+    );
+    let covered = a.create(
+        ADMIN_KEY,
+        json!({"name": "covered", "tenant": "acme", "project": "web", "scopes": ["mcp:tools/list"]}),
+    );
+
+    let path = |v: &Value| format!("/api/v1/mcptokens/{}", id_of(v));
+    let r = a.revoke(&n, &id_of(&broad));
+    assert_eq!(code(&r), (403, "scope_exceeds_ceiling".into()));
+    let message = r.json_body().unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("\"mcp:*\"") && message.contains(&id_of(&broad)),
+        "{message}"
+    );
+    let r = a.send(Req::new("DELETE", &path(&broad)).auth(&n));
+    assert_eq!(code(&r), (403, "scope_exceeds_ceiling".into()));
+    // Not even a token holding only tokens:write: it does not cover tokens:read.
+    assert_eq!(code(&a.revoke(&token_of(&writer), &id_of(&narrow))).0, 403);
+    assert_eq!(a.introspect(&token_of(&broad))["active"], true);
+    assert_eq!(a.feed("")["revoked"], json!([]));
+
+    // Refusals are audited, with the scope that was not covered.
+    let events = a
+        .get("/api/v1/audit?tenant=acme&project=web", ADMIN_KEY)
+        .json_body()
+        .unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let kinds: Vec<&str> = events
+        .iter()
+        .take(3)
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["denied_revoke", "denied_delete", "denied_revoke"]);
+    assert_eq!(events[1]["token_id"], json!(id_of(&broad)));
+    assert_eq!(events[1]["actor"], format!("McpToken:{}", sha_of(&narrow)));
+    assert_eq!(
+        events[1]["detail"],
+        json!({"reason": "scope_exceeds_ceiling", "scope": "mcp:*"})
+    );
+    assert_eq!(events[0]["detail"]["scope"], "tokens:read");
+
+    // Within its scopes: fine, and a token may always revoke itself.
+    assert_eq!(a.revoke(&n, &id_of(&covered)).status, 200);
+    assert_eq!(
+        a.send(Req::new("DELETE", &path(&covered)).auth(&n)).status,
+        204
+    );
+    assert_eq!(a.revoke(&n, &id_of(&narrow)).status, 200);
+    // The admin reaches everything.
+    assert_eq!(a.revoke(ADMIN_KEY, &id_of(&broad)).status, 200);
 }
 
 #[test]

@@ -39,6 +39,23 @@ fn count(db: &TestDb, sql: &str) -> i64 {
     db.raw(|c| c.query_row(sql, [], |r| r.get(0)).unwrap())
 }
 
+/// Every hash in the feed, oldest first.
+fn feed_shas(store: &Store<TestDb>) -> Vec<String> {
+    block_on(store.revocations(0, 10_000, NOW))
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|(_, sha)| sha)
+        .collect()
+}
+
+/// A token minted by `parent` (same tenant + project).
+fn child_of(parent: &TokenRecord, name: &str, created_at: i64) -> TokenRecord {
+    let mut t = record(name, &parent.tenant, &parent.project, created_at);
+    t.created_by = format!("token:{}", parent.id);
+    t
+}
+
 #[test]
 fn migrations_build_the_schema_once() {
     let db = TestDb::memory();
@@ -48,7 +65,10 @@ fn migrations_build_the_schema_once() {
     block_on(store.ensure_schema(NOW)).unwrap();
     block_on(store.migrate(NOW + 1)).unwrap();
     assert_eq!(block_on(store.schema_version()), Ok(SCHEMA_VERSION));
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM schema_version"), 1);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM schema_version"),
+        SCHEMA_VERSION
+    );
     let index: String = db.raw(|c| {
         c.query_row(
             "SELECT sql FROM sqlite_master WHERE name = 'tokens_live_name'",
@@ -70,10 +90,8 @@ fn hot_paths_migrate_a_fresh_database_on_first_use() {
     assert_eq!(block_on(store.token_by_sha(&"0".repeat(64), NOW)), Ok(None));
     assert_eq!(block_on(store.schema_version()), Ok(SCHEMA_VERSION));
     let db = TestDb::memory();
-    assert_eq!(
-        block_on(Store::new(&db).revocations(0, 10, NOW)),
-        Ok(vec![])
-    );
+    let feed = block_on(Store::new(&db).revocations(0, 10, NOW)).unwrap();
+    assert_eq!((feed.head, feed.entries), (0, vec![]));
 }
 
 #[test]
@@ -101,7 +119,10 @@ fn concurrent_first_requests_migrate_exactly_once() {
         assert_eq!(h.join().unwrap(), Ok(()));
     }
     let db = TestDb::file(&path);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM schema_version"), 1);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM schema_version"),
+        SCHEMA_VERSION
+    );
     assert_eq!(
         block_on(Store::new(&db).schema_version()),
         Ok(SCHEMA_VERSION)
@@ -167,22 +188,22 @@ fn revoke_feeds_the_hash_once_and_audits_once() {
     let t = record("a", "acme", "default", NOW);
     insert(&store, &t);
     let detail = json!({"reason": "leaked"});
-    let (r, fresh) = block_on(store.revoke(&t.id, None, NOW + 5, "admin", &detail))
+    let r = block_on(store.revoke(&t.id, None, NOW + 5, "admin", &detail))
         .unwrap()
         .unwrap();
-    assert!(fresh);
-    assert_eq!(r.revoked_at, Some(NOW + 5));
-    let (r2, fresh2) = block_on(store.revoke(&t.id, None, NOW + 9, "admin", &detail))
+    assert!(r.changed && r.cascaded.is_empty());
+    assert_eq!(r.token.revoked_at, Some(NOW + 5));
+    let r2 = block_on(store.revoke(&t.id, None, NOW + 9, "admin", &detail))
         .unwrap()
         .unwrap();
-    assert!(!fresh2);
+    assert!(!r2.changed);
     assert_eq!(
-        r2.revoked_at,
+        r2.token.revoked_at,
         Some(NOW + 5),
         "a second revoke changes nothing"
     );
     assert_eq!(
-        block_on(store.revocations(0, 10, NOW)).unwrap(),
+        block_on(store.revocations(0, 10, NOW)).unwrap().entries,
         vec![(1, t.token_sha.clone())]
     );
     let (events, _) = block_on(store.audit_page(AuditFilter::default(), 10, None, NOW)).unwrap();
@@ -219,7 +240,7 @@ fn owners_only_reach_their_own_tokens() {
             Ok(None)
         );
     }
-    assert_eq!(block_on(store.revocations(0, 10, NOW)), Ok(vec![]));
+    assert!(feed_shas(&store).is_empty());
     let mine = Owner {
         tenant: "acme",
         project: "default",
@@ -248,12 +269,7 @@ fn delete_feeds_live_tokens_only_and_is_not_repeatable() {
         block_on(store.delete(&live.id, None, NOW, "admin")),
         Ok(None)
     );
-    let feed: Vec<String> = block_on(store.revocations(0, 10, NOW))
-        .unwrap()
-        .into_iter()
-        .map(|(_, sha)| sha)
-        .collect();
-    assert_eq!(feed, [dead.token_sha, live.token_sha]);
+    assert_eq!(feed_shas(&store), [dead.token_sha, live.token_sha]);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM tokens"), 0);
 }
 
@@ -271,14 +287,247 @@ fn feed_pages_in_sequence_order() {
     let mut after = 0;
     let mut seen = Vec::new();
     loop {
-        let page = block_on(store.revocations(after, 10, NOW)).unwrap();
+        let read = block_on(store.revocations(after, 10, NOW)).unwrap();
+        assert_eq!((read.head, read.pruned_through), (25, 0));
+        let page = read.entries;
         let Some(&(last, _)) = page.last() else { break };
         assert!(page.windows(2).all(|w| w[0].0 < w[1].0));
         seen.extend(page.into_iter().map(|(_, s)| s));
         after = last;
     }
     assert_eq!(seen, shas);
-    assert_eq!(block_on(store.revocations_head(NOW)), Ok(25));
+    let head = block_on(store.revocations(i64::MAX, 0, NOW)).unwrap();
+    assert_eq!((head.head, head.entries.len()), (25, 0));
+}
+
+#[test]
+fn the_feed_epoch_is_made_once_with_the_database() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let epoch = block_on(store.revocations(0, 1, NOW)).unwrap().epoch;
+    assert_eq!(epoch.len(), 16);
+    assert!(epoch
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    block_on(store.migrate(NOW)).unwrap();
+    assert_eq!(block_on(store.revocations(0, 1, NOW)).unwrap().epoch, epoch);
+    let other = TestDb::memory();
+    let theirs = block_on(Store::new(&other).revocations(0, 1, NOW))
+        .unwrap()
+        .epoch;
+    assert_ne!(theirs, epoch, "each database has its own");
+}
+
+#[test]
+fn a_version_1_database_migrates_to_lineage_and_an_epoch() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    // The schema as version 1 left it, with a revocation in its feed.
+    db.raw(|c| {
+        c.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for sql in MIGRATION_1 {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute("INSERT INTO schema_version VALUES (1, 0)", [])
+            .unwrap();
+        c.execute(
+            "INSERT INTO revocations (token_sha, at) VALUES (?, 0)",
+            [&"ab".repeat(32)],
+        )
+        .unwrap();
+    });
+    // The feed (a hot path) migrates on first use, and keeps the history.
+    let read = block_on(store.revocations(0, 10, NOW)).unwrap();
+    assert_eq!(read.entries, vec![(1, "ab".repeat(32))]);
+    assert_eq!(read.head, 1);
+    assert_eq!(block_on(store.schema_version()), Ok(2));
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM cascades"), 0);
+}
+
+#[test]
+fn revoking_a_token_revokes_its_descendants_each_with_a_feed_entry_and_event() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let root = record("root", "acme", "default", NOW);
+    let child = child_of(&root, "child", NOW + 1);
+    let grandchild = child_of(&child, "grandchild", NOW + 2);
+    let sibling = child_of(&root, "sibling", NOW + 3);
+    let unrelated = record("unrelated", "acme", "default", NOW + 4);
+    for t in [&root, &child, &grandchild, &sibling, &unrelated] {
+        insert(&store, t);
+    }
+    // A child already revoked stays as it was; its own children are still reached.
+    block_on(store.revoke(&sibling.id, None, NOW + 5, "admin", &json!({}))).unwrap();
+
+    let detail = json!({"reason": "laptop lost"});
+    let r = block_on(store.revoke(&root.id, None, NOW + 10, "McpToken:x", &detail))
+        .unwrap()
+        .unwrap();
+    let ids: Vec<&str> = r.cascaded.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, [child.id.as_str(), grandchild.id.as_str()]);
+    for t in [&root, &child, &grandchild] {
+        let now = block_on(store.token_by_id(&t.id, NOW)).unwrap().unwrap();
+        assert_eq!(now.revoked_at, Some(NOW + 10), "{}", t.name);
+    }
+    let still = block_on(store.token_by_id(&unrelated.id, NOW))
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.revoked_at, None);
+    assert_eq!(
+        feed_shas(&store),
+        [
+            sibling.token_sha.clone(),
+            root.token_sha.clone(),
+            child.token_sha.clone(),
+            grandchild.token_sha.clone()
+        ]
+    );
+
+    let (events, _) = block_on(store.audit_page(AuditFilter::default(), 3, None, NOW)).unwrap();
+    let by_id = |id: &str| {
+        events
+            .iter()
+            .find(|e| e.event.token_id.as_deref() == Some(id))
+    };
+    let root_event = by_id(&root.id).unwrap();
+    assert_eq!(
+        root_event.event.detail,
+        json!({"reason": "laptop lost", "cascaded": 2})
+    );
+    let g = by_id(&grandchild.id).unwrap();
+    assert_eq!(g.event.event, Event::Revoked);
+    assert_eq!(g.event.actor, "McpToken:x");
+    assert_eq!(
+        g.event.detail,
+        json!({"reason": "laptop lost", "cascade": {"via": root.id, "parent": child.id}})
+    );
+
+    let lineage = |id: &str| block_on(store.lineage(id, NOW)).unwrap();
+    assert_eq!(
+        lineage(&root.id),
+        Lineage {
+            revoked_via: None,
+            cascade_revoked: 2
+        }
+    );
+    assert_eq!(
+        lineage(&grandchild.id).revoked_via.as_deref(),
+        Some(root.id.as_str())
+    );
+    assert_eq!(lineage(&sibling.id), Lineage::default());
+
+    // Again: nothing left to change, nothing written.
+    let again = block_on(store.revoke(&root.id, None, NOW + 20, "admin", &json!({})))
+        .unwrap()
+        .unwrap();
+    assert!(!again.changed && again.cascaded.is_empty());
+    assert_eq!(feed_shas(&store).len(), 4);
+}
+
+#[test]
+fn a_token_revoked_before_cascades_existed_still_reaches_its_live_children() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let parent = record("parent", "acme", "default", NOW);
+    let child = child_of(&parent, "child", NOW + 1);
+    insert(&store, &parent);
+    insert(&store, &child);
+    db.raw(|c| {
+        c.execute(
+            "UPDATE tokens SET revoked_at = ? WHERE id = ?",
+            (NOW, &parent.id),
+        )
+    })
+    .unwrap();
+    let r = block_on(store.revoke(&parent.id, None, NOW + 5, "admin", &json!({})))
+        .unwrap()
+        .unwrap();
+    assert!(!r.changed);
+    assert_eq!(r.cascaded.len(), 1);
+    assert_eq!(feed_shas(&store), std::slice::from_ref(&child.token_sha));
+}
+
+#[test]
+fn deleting_a_token_revokes_its_descendants() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let parent = record("parent", "acme", "default", NOW);
+    let child = child_of(&parent, "child", NOW + 1);
+    let grandchild = child_of(&child, "grandchild", NOW + 2);
+    for t in [&parent, &child, &grandchild] {
+        insert(&store, t);
+    }
+    let d = block_on(store.delete(&parent.id, None, NOW + 9, "admin"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.cascaded.len(), 2);
+    assert_eq!(block_on(store.token_by_id(&parent.id, NOW)), Ok(None));
+    for t in [&child, &grandchild] {
+        let now = block_on(store.token_by_id(&t.id, NOW)).unwrap().unwrap();
+        assert_eq!(now.revoked_at, Some(NOW + 9));
+        assert_eq!(
+            block_on(store.lineage(&t.id, NOW)).unwrap().revoked_via,
+            Some(parent.id.clone())
+        );
+    }
+    assert_eq!(
+        feed_shas(&store),
+        [
+            parent.token_sha.clone(),
+            child.token_sha.clone(),
+            grandchild.token_sha.clone()
+        ]
+    );
+    // Deleting a cascaded token drops its lineage row with it.
+    block_on(store.delete(&child.id, None, NOW + 10, "admin")).unwrap();
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM cascades"), 1);
+}
+
+#[test]
+fn writes_prune_feed_entries_older_than_the_retention() {
+    let db = TestDb::memory();
+    let store = Store::new(&db).pruning(Some(100));
+    let revoke_at = |store: &Store<TestDb>, name: &str, at: i64| {
+        let t = record(name, "acme", "default", NOW);
+        insert(store, &t);
+        block_on(store.revoke(&t.id, None, at, "admin", &json!({}))).unwrap();
+        t.token_sha
+    };
+    for i in 0..4 {
+        revoke_at(&store, &format!("t{i}"), NOW + 60 * i);
+    }
+    // The write at NOW + 180 pruned what is older than NOW + 80.
+    let read = block_on(store.revocations(0, 10, NOW)).unwrap();
+    assert_eq!((read.pruned_through, read.head), (2, 4));
+    assert_eq!(
+        read.entries.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [3, 4]
+    );
+    // A store without a retention keeps everything; reads never prune.
+    revoke_at(&Store::new(&db), "kept", NOW + 10_000);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM revocations"), 3);
+    // Everything but the newest aged out: the horizon remembers the rest.
+    let last = revoke_at(&store, "last", NOW + 10_000);
+    let read = block_on(store.revocations(0, 10, NOW)).unwrap();
+    assert_eq!((read.pruned_through, read.head), (4, 6));
+    assert_eq!(
+        read.entries.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [5, 6]
+    );
+    assert_eq!(read.entries[1].1, last);
+    // All of it aged out: the head survives in the horizon, and sequence
+    // numbers keep rising.
+    let newest = revoke_at(&store, "newest", NOW + 30_000);
+    let read = block_on(store.revocations(0, 10, NOW)).unwrap();
+    assert_eq!((read.pruned_through, read.head), (6, 7));
+    assert_eq!(read.entries, vec![(7, newest)]);
+    db.raw(|c| c.execute("DELETE FROM revocations", []))
+        .unwrap();
+    let read = block_on(store.revocations(0, 10, NOW)).unwrap();
+    assert_eq!(read.head, 6, "never below what was pruned");
 }
 
 #[test]
