@@ -130,6 +130,7 @@ async fn shutdown_closes_idle_connections_and_the_port() {
     let Api {
         running,
         data: _data,
+        ..
     } = api;
     tokio::time::timeout(Duration::from_secs(3), running.shutdown())
         .await

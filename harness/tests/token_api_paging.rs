@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::join_all;
 use http::{Method, StatusCode};
 use mcpgw_token::format;
+use mcpgw_token::wire::FEED_PAGE_MAX;
 use serde_json::json;
 use spin_api::{Api, Conn, Req, ADMIN_KEY};
 
@@ -31,20 +32,16 @@ async fn fan_out(api: &Api, n: usize, make: impl Fn(usize) -> Req + Sync) -> Vec
     all.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Walks the feed from `since` (None = the beginning) until a page is empty;
-/// returns every hash seen, in order, and the last cursor.
-async fn walk_feed(api: &Api, since: Option<&str>) -> (Vec<String>, String) {
+/// Walks the feed from `since` (None = the oldest entry kept), page after
+/// page while `more` says so; returns every hash seen, in order, the last
+/// cursor and how many pages it took.
+async fn walk_feed(api: &Api, since: Option<&str>) -> (Vec<String>, String, usize) {
     let mut seen = Vec::new();
     let mut cursor = since.map(str::to_owned);
-    for _ in 0..1_000 {
-        let url = match &cursor {
-            Some(c) => format!("{TOKENS}/revocations?since={c}"),
-            None => format!("{TOKENS}/revocations"),
-        };
+    for pages in 1..=1_000 {
         // The feed needs no management credential.
-        let r = api.send(Req::new(Method::GET, &url)).await;
-        assert_eq!(r.status, StatusCode::OK, "{url}: {:?}", r.body);
-        let page = r.json();
+        let page = api.feed(cursor.as_deref()).await;
+        assert_eq!(page["reset"], false, "{page}");
         let next = page["cursor"].as_str().expect("cursor").to_owned();
         let hashes: Vec<String> = page["revoked"]
             .as_array()
@@ -52,18 +49,26 @@ async fn walk_feed(api: &Api, since: Option<&str>) -> (Vec<String>, String) {
             .iter()
             .map(|h| h.as_str().expect("hash string").to_owned())
             .collect();
-        if hashes.is_empty() {
-            return (seen, next);
-        }
-        if let Some(prev) = &cursor {
-            assert_ne!(
-                prev,
-                &next,
-                "cursor did not advance past {} hashes",
-                hashes.len()
-            );
+        let more = page["more"].as_bool().expect("boolean more");
+        if !hashes.is_empty() {
+            if let Some(prev) = &cursor {
+                assert_ne!(
+                    prev,
+                    &next,
+                    "cursor did not advance past {} hashes",
+                    hashes.len()
+                );
+            }
         }
         seen.extend(hashes);
+        if !more {
+            return (seen, next, pages);
+        }
+        assert_eq!(
+            seen.len() % FEED_PAGE_MAX as usize,
+            0,
+            "only a full page says more"
+        );
         cursor = Some(next);
     }
     panic!("revocations feed did not end");
@@ -172,8 +177,9 @@ async fn a_thousand_tokens_page_without_gaps_or_duplicates() {
     assert_eq!(all.len(), N);
     assert!(all.iter().all(|t| t["status"] == "revoked"));
 
-    let (seen, _) = walk_feed(&api, None).await;
+    let (seen, _, pages) = walk_feed(&api, None).await;
     assert_each_once(&seen, &hashes, "full walk");
+    assert_eq!(pages, 2, "{N} hashes: a full page with more, then the rest");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,17 +220,17 @@ async fn the_revocations_feed_gives_each_dead_hash_once_per_walk() {
         dead.insert(sha.clone());
     }
 
-    let (from_start, cursor) = walk_feed(&api, Some(&start_cursor)).await;
+    let (from_start, cursor, _) = walk_feed(&api, Some(&start_cursor)).await;
     assert_each_once(&from_start, &dead, "walk from since=now");
-    let (from_beginning, _) = walk_feed(&api, None).await;
+    let (from_beginning, _, _) = walk_feed(&api, None).await;
     assert_each_once(&from_beginning, &dead, "walk from the beginning");
 
     // A poll from the last cursor sees only what died since.
-    let (nothing, same) = walk_feed(&api, Some(&cursor)).await;
+    let (nothing, same, _) = walk_feed(&api, Some(&cursor)).await;
     assert!(nothing.is_empty(), "{nothing:?}");
     assert_eq!(same, cursor);
     assert_eq!(api.revoke(&tokens[20].0).await.status, StatusCode::OK);
-    let (fresh, _) = walk_feed(&api, Some(&cursor)).await;
+    let (fresh, _, _) = walk_feed(&api, Some(&cursor)).await;
     assert_eq!(fresh, vec![tokens[20].1.clone()]);
 
     // Only hashes of dead tokens ever appear: live ones are not in the feed.

@@ -3,8 +3,9 @@
 //! directory, and talks plain HTTP/1.1 to it.
 #![allow(dead_code)] // each test file uses part of it
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -168,14 +169,29 @@ impl Conn {
 pub struct Api {
     pub running: Running,
     pub data: TempDir,
+    /// Spin variables besides the admin key's hash.
+    pub variables: BTreeMap<String, String>,
 }
 
 impl Api {
     /// A fresh host on an empty data directory.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// A fresh host with these Spin variables set.
+    pub async fn start_with(variables: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
-        let running = Self::launch(data.path().to_owned()).await;
-        Self { running, data }
+        let variables: BTreeMap<String, String> = variables
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let running = Self::launch(data.path().to_owned(), &variables).await;
+        Self {
+            running,
+            data,
+            variables,
+        }
     }
 
     pub fn options(data_dir: PathBuf) -> SpinOptions {
@@ -189,18 +205,35 @@ impl Api {
         opts
     }
 
-    async fn launch(data_dir: PathBuf) -> Running {
-        TokenApiHost::start(Self::options(data_dir))
+    async fn launch(data_dir: PathBuf, variables: &BTreeMap<String, String>) -> Running {
+        let mut opts = Self::options(data_dir);
+        opts.variables.extend(variables.clone());
+        TokenApiHost::start(opts)
             .await
             .unwrap_or_else(|e| panic!("host did not start: {e}"))
     }
 
     /// Stops the host and starts a new one on the same data directory.
     pub async fn restart(self) -> Self {
-        let Api { running, data } = self;
+        self.while_stopped(|_| {}).await
+    }
+
+    /// Stops the host, runs `f` on the data directory (back up, restore,
+    /// tamper with the database file), then starts a new host on it.
+    pub async fn while_stopped(self, f: impl FnOnce(&Path)) -> Self {
+        let Api {
+            running,
+            data,
+            variables,
+        } = self;
         running.shutdown().await;
-        let running = Self::launch(data.path().to_owned()).await;
-        Self { running, data }
+        f(data.path());
+        let running = Self::launch(data.path().to_owned(), &variables).await;
+        Self {
+            running,
+            data,
+            variables,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -247,17 +280,48 @@ impl Api {
     }
 
     pub async fn revoke(&self, id: &str) -> Resp {
+        self.revoke_as(ADMIN_KEY, id).await
+    }
+
+    pub async fn revoke_as(&self, bearer: &str, id: &str) -> Resp {
         self.post(
             &format!("/api/v1/mcptokens/{id}/revoke"),
-            ADMIN_KEY,
+            bearer,
             &json!({}),
         )
         .await
     }
 
     pub async fn delete(&self, id: &str) -> Resp {
-        self.send(Req::new(Method::DELETE, format!("/api/v1/mcptokens/{id}")).bearer(ADMIN_KEY))
+        self.delete_as(ADMIN_KEY, id).await
+    }
+
+    pub async fn delete_as(&self, bearer: &str, id: &str) -> Resp {
+        self.send(Req::new(Method::DELETE, format!("/api/v1/mcptokens/{id}")).bearer(bearer))
             .await
+    }
+
+    /// One read of the revocations feed (no credential), `since` as given
+    /// (`None`: from the oldest entry kept); asserts 200.
+    pub async fn feed(&self, since: Option<&str>) -> Value {
+        let path = match since {
+            Some(s) => mcpgw_token::wire::feed_path(s),
+            None => mcpgw_token::wire::REVOCATIONS_PATH.to_owned(),
+        };
+        let r = self.send(Req::new(Method::GET, &path)).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()
+    }
+
+    /// The current head cursor (`since=now`).
+    pub async fn feed_head(&self) -> String {
+        let head = self.feed(Some("now")).await;
+        head["cursor"].as_str().expect("cursor").to_owned()
     }
 
     /// Every page of a paginated route (`key` holds the items), following
