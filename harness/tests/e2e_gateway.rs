@@ -123,19 +123,22 @@ fn initialize() -> Value {
         "clientInfo": {"name": "e2e", "version": "1"}}})
 }
 
-/// Requests Envoy sent to the token API (its upstream counter).
+/// Requests Envoy sent to the token API on its introspection cluster.
 async fn token_api_requests(stack: &Stack) -> u64 {
-    let text = reqwest::get(format!(
-        "{}/stats?filter=cluster.token_api.upstream_rq_total",
-        stack.envoy.admin
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    cluster_requests(stack, "token_api").await
+}
+
+/// Requests Envoy sent upstream on `cluster` (its upstream counter).
+async fn cluster_requests(stack: &Stack, cluster: &str) -> u64 {
+    let stat = format!("cluster.{cluster}.upstream_rq_total");
+    let text = reqwest::get(format!("{}/stats?filter=^{stat}$", stack.envoy.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix("cluster.token_api.upstream_rq_total: "))
+        .find_map(|l| l.strip_prefix(&format!("{stat}: ")))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }
@@ -338,6 +341,17 @@ async fn revoked_token_stops_within_one_poll_period() {
             .unwrap_or(0)
             >= 1,
         "{stats:?}"
+    );
+    // Feed polls went out on their own cluster; the introspection cluster
+    // carried introspections only.
+    let polls = stats.get("mcp_auth.feed.polls").copied().unwrap_or(0);
+    assert!(polls >= 2, "{stats:?}");
+    // (At most one poll per VM may still be on its way: two workers and
+    // the main thread.)
+    assert!(cluster_requests(&stack, "token_api_feed").await >= polls.saturating_sub(3));
+    assert_eq!(
+        token_api_requests(&stack).await,
+        stats.get("mcp_auth.callouts").copied().unwrap_or(0)
     );
     stack.stop().await;
 }

@@ -90,7 +90,8 @@ pub fn free_port() -> anyhow::Result<u16> {
 /// The filter configuration the local stack uses; tests tweak fields.
 pub fn default_filter_config() -> Value {
     json!({
-        "token_api": {"cluster": "token_api", "authority": "token-api", "timeout_ms": 500},
+        "token_api": {"cluster": "token_api", "authority": "token-api", "timeout_ms": 500,
+                      "feed_cluster": "token_api_feed"},
         "cache": {"ttl_s": 300, "negative_ttl_s": 5, "max_entries": 10000, "stale_if_error_s": 300},
         "revocation_poll_ms": 500,
         "bypass_paths": ["/health", "/.well-known/*"],
@@ -112,8 +113,9 @@ pub struct StackOptions {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StackExtras {
     /// Put a [`FaultProxy`] between Envoy and the token API: Envoy's
-    /// `token_api` cluster points at the proxy, while [`Stack::mint`] and
-    /// [`Stack::token_api_url`] still reach the token API directly.
+    /// `token_api` and `token_api_feed` clusters point at the proxy, while
+    /// [`Stack::mint`] and [`Stack::token_api_url`] still reach the token API
+    /// directly.
     pub token_api_faults: bool,
 }
 
@@ -142,7 +144,7 @@ impl Stack {
         } else {
             None
         };
-        // The port Envoy's `token_api` cluster calls.
+        // The port Envoy's `token_api` and `token_api_feed` clusters call.
         let token_api_cluster_port = faults.as_ref().map_or(ports.token_api, |f| f.addr().port());
         let mut backends = BTreeMap::new();
         for (name, port, tenancy) in [
