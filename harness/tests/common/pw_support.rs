@@ -10,8 +10,7 @@ use harness::proxy_wasm::{Callout, Envoy, Host, Outcome, Request};
 use mcpgw_token::format;
 use serde_json::{json, Value};
 
-pub const INTROSPECT_PATH: &str = "/api/v1/mcptokens/introspect";
-pub const FEED_PATH: &str = "/api/v1/mcptokens/revocations";
+pub use mcpgw_token::wire::{INTROSPECT_PATH, REVOCATIONS_PATH as FEED_PATH};
 
 /// `FILTER_WASM`, else the workspace's release build.
 pub fn filter_wasm() -> PathBuf {
