@@ -5,8 +5,11 @@
 //! `usable_until` (an active decision may still be served past its freshness,
 //! up to `stale_if_error_s` and never past the token's `exp`, but only while
 //! the token API fails). Eviction at `max_entries` drops a no-longer-fresh
-//! entry first, else the oldest; both indexes are ordered trees, so nothing
-//! on the request path scans the cache.
+//! entry first, else the oldest negative one, and only then the oldest active
+//! one: a flood of made-up tokens (the checksum is public, so anyone can make
+//! well-formed ones) churns through negative entries and leaves the decisions
+//! of real callers in place. The indexes are ordered trees, so nothing on the
+//! request path scans the cache.
 
 use crate::config;
 use core::fmt;
@@ -183,6 +186,17 @@ struct Entry {
     seq: u64,
 }
 
+/// What an insert pushed out to make room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evicted {
+    /// A decision past its freshness.
+    Stale,
+    /// A fresh negative decision.
+    Inactive,
+    /// A fresh active decision: the cache is too small for the live tokens.
+    Active,
+}
+
 /// The worker-local cache.
 #[derive(Debug)]
 pub struct LocalCache {
@@ -191,6 +205,8 @@ pub struct LocalCache {
     by_fresh: BTreeSet<(u64, u64)>,
     /// seq → key: the first entry is the oldest.
     by_age: BTreeMap<u64, Key>,
+    /// seq → key of inactive decisions only: the first is the oldest.
+    inactive_by_age: BTreeMap<u64, Key>,
     next_seq: u64,
     max_entries: usize,
 }
@@ -201,6 +217,7 @@ impl LocalCache {
             map: HashMap::new(),
             by_fresh: BTreeSet::new(),
             by_age: BTreeMap::new(),
+            inactive_by_age: BTreeMap::new(),
             next_seq: 0,
             max_entries: max_entries.max(1),
         }
@@ -237,19 +254,31 @@ impl LocalCache {
     }
 
     /// Stores a decision; one that is already unusable is not stored (and
-    /// replaces nothing but removes what it would have replaced).
-    pub fn insert(&mut self, key: Key, decision: Decision, deadlines: Deadlines, now: u64) {
+    /// replaces nothing but removes what it would have replaced). Says what
+    /// was evicted to make room, if anything.
+    pub fn insert(
+        &mut self,
+        key: Key,
+        decision: Decision,
+        deadlines: Deadlines,
+        now: u64,
+    ) -> Option<Evicted> {
         self.remove(&key);
         if deadlines.fresh_until <= now && deadlines.usable_until <= now {
-            return;
+            return None;
         }
-        if self.map.len() >= self.max_entries {
-            self.evict_one(now);
-        }
+        let evicted = if self.map.len() >= self.max_entries {
+            self.evict_one(now)
+        } else {
+            None
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_fresh.insert((deadlines.fresh_until, seq));
         self.by_age.insert(seq, key);
+        if matches!(decision, Decision::Inactive(_)) {
+            self.inactive_by_age.insert(seq, key);
+        }
         self.map.insert(
             key,
             Entry {
@@ -258,6 +287,7 @@ impl LocalCache {
                 seq,
             },
         );
+        evicted
     }
 
     /// After a failed callout served this stale decision: treat it as fresh
@@ -286,22 +316,27 @@ impl LocalCache {
             Some(e) => {
                 self.by_fresh.remove(&(e.deadlines.fresh_until, e.seq));
                 self.by_age.remove(&e.seq);
+                self.inactive_by_age.remove(&e.seq);
                 true
             }
             None => false,
         }
     }
 
-    fn evict_one(&mut self, now: u64) {
-        let stale = self
-            .by_fresh
-            .first()
-            .filter(|(fresh_until, _)| *fresh_until <= now)
-            .map(|&(_, seq)| seq);
-        let seq = stale.or_else(|| self.by_age.first_key_value().map(|(&s, _)| s));
-        if let Some(key) = seq.and_then(|s| self.by_age.get(&s).copied()) {
-            self.remove(&key);
-        }
+    fn evict_one(&mut self, now: u64) -> Option<Evicted> {
+        let first = |m: &BTreeMap<u64, Key>| m.first_key_value().map(|(_, &k)| k);
+        let (key, why) = match self.by_fresh.first() {
+            Some(&(fresh_until, seq)) if fresh_until <= now => {
+                (self.by_age.get(&seq).copied(), Evicted::Stale)
+            }
+            _ => match first(&self.inactive_by_age) {
+                Some(k) => (Some(k), Evicted::Inactive),
+                None => (first(&self.by_age), Evicted::Active),
+            },
+        };
+        let key = key?;
+        self.remove(&key);
+        Some(why)
     }
 }
 

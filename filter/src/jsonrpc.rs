@@ -3,21 +3,20 @@
 //! headers.
 //!
 //! Decisions (documented in the README):
-//! - Every message with a string `method` is checked, with or without `id`:
-//!   a server may act on a "notification" named `tools/call`. Lifecycle
-//!   methods (`initialize`, `ping`, `notifications/*`, `server/discover`) and
-//!   responses (no `method`) need no scope.
-//! - A body that is not JSON, or not an object or array, is refused (400,
-//!   -32700 / -32600): a scope cannot be checked on what cannot be read.
-//!   Batch elements that are not objects carry no method and are left to the
-//!   server to reject.
-//! - A `method` that is not a string is refused (400, -32600).
+//! - The body is read once, by [`crate::message::read`], and refused (400) when
+//!   JSON parsers could read it differently: the method and name checked here
+//!   are the ones every server executes.
+//! - Every message with a `method` is checked, with or without `id`: a server
+//!   may act on a "notification" named `tools/call`. Lifecycle methods
+//!   (`initialize`, `ping`, `notifications/*`, `server/discover`) and
+//!   responses need no scope.
 //! - `Mcp-Method` / `Mcp-Name`, when sent, must equal the method and name of
 //!   every request in the body (for a single request: that request), bare or
 //!   in the `=?base64?…?=` form of SEP-2243.
 //! - A denied batch is refused whole; the error carries the first denied
 //!   request's `id`.
 
+use crate::message::{self, Refusal};
 use mcpgw_token::scopes::{self, Scope};
 use serde_json::Value;
 
@@ -85,42 +84,19 @@ pub enum Verdict {
 /// Inspects `body`. `scopes` is `None` when scopes need no check (the body
 /// is read only to verify the headers).
 pub fn inspect(body: &[u8], claimed: Claimed<'_>, scopes: Option<&[Scope]>) -> Verdict {
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => {
-            return Verdict::ParseError {
-                detail: format!("body is not JSON: {e}"),
-            }
-        }
-    };
-    let messages: &[Value] = match &value {
-        Value::Object(_) => core::slice::from_ref(&value),
-        Value::Array(items) => items,
-        _ => {
-            return Verdict::InvalidRequest {
-                detail: "a JSON-RPC body is an object or an array of objects".into(),
-                id: Value::Null,
-            }
-        }
+    let reading = match message::read(body) {
+        Ok(r) => r,
+        Err(Refusal::Parse(detail)) => return Verdict::ParseError { detail },
+        Err(Refusal::Invalid { detail, id }) => return Verdict::InvalidRequest { detail, id },
     };
 
     let mut requests = 0usize;
     let mut denied: Option<(String, Value)> = None;
-    for msg in messages {
-        let Value::Object(obj) = msg else { continue };
-        let id = response_id(obj.get("id"));
-        let method = match obj.get("method") {
-            None => continue,
-            Some(Value::String(m)) => m.as_str(),
-            Some(_) => {
-                return Verdict::InvalidRequest {
-                    detail: "\"method\" must be a string".into(),
-                    id,
-                }
-            }
-        };
+    for msg in reading.messages() {
+        let Some(method) = msg.method() else { continue };
         requests += 1;
-        let name = scopes::name_param(method).and_then(|p| obj.get("params")?.get(p)?.as_str());
+        let name = msg.name();
+        let id = &msg.id;
 
         if let Some(m) = claimed.method {
             if !header_matches(m, method) {
@@ -129,7 +105,7 @@ pub fn inspect(body: &[u8], claimed: Claimed<'_>, scopes: Option<&[Scope]>) -> V
                         "Mcp-Method header {:?} does not match the body's method {method:?}",
                         String::from_utf8_lossy(m)
                     ),
-                    id,
+                    id: id.clone(),
                 };
             }
         }
@@ -141,13 +117,13 @@ pub fn inspect(body: &[u8], claimed: Claimed<'_>, scopes: Option<&[Scope]>) -> V
                         String::from_utf8_lossy(n),
                         name.unwrap_or("(none)")
                     ),
-                    id,
+                    id: id.clone(),
                 };
             }
         }
         if let Some(s) = scopes {
             if denied.is_none() && !scopes::grants(s, method, name) {
-                denied = Some((scopes::required_scope(method, name), id));
+                denied = Some((scopes::required_scope(method, name), id.clone()));
             }
         }
     }
@@ -161,14 +137,6 @@ pub fn inspect(body: &[u8], claimed: Claimed<'_>, scopes: Option<&[Scope]>) -> V
     match denied {
         Some((required, id)) => Verdict::Deny { required, id },
         None => Verdict::Allow,
-    }
-}
-
-/// The id to answer with: the request's if it is a valid JSON-RPC id.
-fn response_id(id: Option<&Value>) -> Value {
-    match id {
-        Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
-        _ => Value::Null,
     }
 }
 

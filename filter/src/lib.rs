@@ -14,6 +14,7 @@ pub mod headermap;
 pub mod introspect;
 pub mod jsonrpc;
 pub mod memo;
+pub mod message;
 pub mod metrics;
 pub mod replies;
 pub mod request;

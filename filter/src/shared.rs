@@ -200,11 +200,16 @@ pub fn upsert(
         return Some(entries);
     }
     while entries.len() >= cap.max(1) {
-        // Decisions go before tombstones, the soonest stale first.
+        // Stale decisions go first, then negative ones, then active ones,
+        // tombstones last; the soonest stale first within each.
         let victim = entries
             .iter()
             .enumerate()
-            .min_by_key(|(_, e)| (e.state == SharedState::Revoked, e.fresh_until))
+            .min_by_key(|(_, e)| {
+                let fresh_active =
+                    matches!(e.state, SharedState::Active { .. }) && e.fresh_until > now;
+                (e.state == SharedState::Revoked, fresh_active, e.fresh_until)
+            })
             .map(|(i, _)| i);
         match victim {
             Some(i) => {

@@ -4,4 +4,5 @@
 
 pub mod format;
 pub mod scopes;
+pub mod uri;
 pub mod wire;

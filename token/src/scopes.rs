@@ -5,9 +5,14 @@
 //! mcp:<method>:<name-glob>                tools/call, prompts/get, resources/read only
 //! tokens:read | tokens:write              manage the caller's own tenant + project
 //! ```
-//! `*` matches any run of characters within its segment. The name part is the
-//! rest of the string, so resource URIs may contain `:`.
+//! `*` matches any run of characters within its segment; in a name, `\*` is a
+//! literal `*` and `\\` a literal `\`, so a tool whose name holds a `*` can be
+//! granted alone. The name part is the rest of the string, so resource URIs
+//! may contain `:`. Resource patterns and URIs are compared in RFC 3986 normal
+//! form, and a URI a server could read as another path is granted only by a
+//! method-wide scope (see [`crate::uri`]).
 
+use crate::uri;
 use core::fmt;
 
 /// The default scope of a new token: every MCP method and name.
@@ -57,6 +62,8 @@ impl Scope {
     }
 
     /// Whether this scope lets a request for `method` (and `name`) through.
+    /// `name` is what name patterns match: for `resources/read` the URI in
+    /// normal form, `None` when it is ambiguous.
     fn grants(&self, method: &str, name: Option<&str>) -> bool {
         match self {
             Scope::Mcp {
@@ -66,7 +73,7 @@ impl Scope {
                 glob_match(pattern, method)
                     && match name_pattern {
                         None => true,
-                        Some(p) => name.is_some_and(|n| glob_match(p, n)),
+                        Some(p) => name.is_some_and(|n| name_match(p, n)),
                     }
             }
             _ => false,
@@ -151,20 +158,51 @@ pub fn parse(s: &str) -> Result<Scope, ScopeError> {
             "a method has only letters, digits, '/', '_', '-', '.' and '*'",
         ));
     }
-    if let Some(name) = name {
-        if name_param(method).is_none() {
-            return Err(err(
-                "a name part is allowed only after tools/call, prompts/get or resources/read",
-            ));
+    let name = match name {
+        None => None,
+        Some(name) => {
+            if name_param(method).is_none() {
+                return Err(err(
+                    "a name part is allowed only after tools/call, prompts/get or resources/read",
+                ));
+            }
+            if name.is_empty() {
+                return Err(err("the name after the method is empty (use * for all)"));
+            }
+            if !escapes_are_valid(name) {
+                return Err(err(
+                    "in a name, '\\' escapes only '*' or '\\' (\\* is a literal star)",
+                ));
+            }
+            if method == "resources/read" {
+                // `\*` is a literal star, not a backslash in the URI.
+                if uri::normalize(&name.replace("\\*", "*")).ambiguous {
+                    return Err(err(
+                        "a resource pattern must not hold . or .. segments, encoded / \\ % \
+                         or control characters, or a broken %-escape",
+                    ));
+                }
+                Some(uri::normalize(name).text)
+            } else {
+                Some(name.to_string())
+            }
         }
-        if name.is_empty() {
-            return Err(err("the name after the method is empty (use * for all)"));
-        }
-    }
+    };
     Ok(Scope::Mcp {
         method: method.to_string(),
-        name: name.map(str::to_string),
+        name,
     })
+}
+
+/// Every `\` in a name pattern escapes a `*` or a `\`.
+fn escapes_are_valid(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'\\' && !matches!(bytes.next(), Some(b'*' | b'\\')) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Bytes a method may have in a scope (besides the `*` wildcard).
@@ -200,62 +238,138 @@ pub fn name_param(method: &str) -> Option<&'static str> {
 }
 
 /// Whether `scopes` allow a JSON-RPC request for `method` on `name`.
-/// Lifecycle methods are always allowed. Allocation-free.
+/// Lifecycle methods are always allowed. Allocation-free but for
+/// `resources/read`, whose URI is normalised once (and only when a name
+/// pattern has to decide).
 pub fn grants(scopes: &[Scope], method: &str, name: Option<&str>) -> bool {
-    is_lifecycle(method) || scopes.iter().any(|s| s.grants(method, name))
+    if is_lifecycle(method) {
+        return true;
+    }
+    if method != "resources/read" {
+        return scopes.iter().any(|s| s.grants(method, name));
+    }
+    if scopes.iter().any(|s| s.grants(method, None)) {
+        return true;
+    }
+    let normal = name.map(uri::normalize).filter(|n| !n.ambiguous);
+    let name = normal.as_ref().map(|n| n.text.as_str());
+    scopes.iter().any(|s| s.grants(method, name))
 }
 
 /// The narrowest scope that would allow the request, for `insufficient_scope`.
-/// A method no scope can spell (e.g. with `:` or spaces) needs `mcp:*`.
+/// A method no scope can spell (e.g. with `:` or spaces) needs `mcp:*`; a
+/// name is escaped so that the scope grants that name only; an ambiguous
+/// resource URI needs the method-wide scope.
 pub fn required_scope(method: &str, name: Option<&str>) -> String {
     if method.is_empty() || !method.bytes().all(is_method_byte) {
         return ALL_MCP.to_string();
     }
-    match (name_param(method), name) {
-        (Some(_), Some(name)) => format!("mcp:{method}:{name}"),
-        _ => format!("mcp:{method}"),
+    let name = match (name_param(method), name) {
+        (Some(_), Some(name)) if method == "resources/read" => {
+            let n = uri::normalize(name);
+            (!n.ambiguous).then_some(n.text)
+        }
+        (Some(_), Some(name)) => Some(name.to_string()),
+        _ => None,
+    };
+    match name {
+        Some(name) => format!("mcp:{method}:{}", escape_name(&name)),
+        None => format!("mcp:{method}"),
     }
 }
 
-/// `*` matches any run of characters (possibly empty); everything else literally.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    glob(pattern.as_bytes(), text.as_bytes(), |p, t| p == t)
+/// A name as a pattern that matches exactly it.
+pub fn escape_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if matches!(c, '*' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
-/// Pattern `outer` covers pattern `inner`: `*` in `inner` is a literal that only
-/// a `*` in `outer` can match.
+/// `*` matches any run of characters (possibly empty); everything else
+/// literally. For methods, which have no escapes.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    glob(pattern.as_bytes(), text.as_bytes(), plain_item, plain_item)
+}
+
+/// A name pattern (with `\*` / `\\` escapes) against a name.
+pub fn name_match(pattern: &str, name: &str) -> bool {
+    glob(pattern.as_bytes(), name.as_bytes(), name_item, literal_item)
+}
+
+/// Pattern `outer` covers pattern `inner`: a `*` in `inner` can only be
+/// absorbed by a `*` in `outer`. Names and methods alike: a method holds no
+/// `\`, so reading it with escapes changes nothing.
 fn pattern_covers(outer: &str, inner: &str) -> bool {
-    glob(outer.as_bytes(), inner.as_bytes(), |p, t| {
-        p == t && t != b'*'
+    glob(outer.as_bytes(), inner.as_bytes(), name_item, name_item)
+}
+
+/// One element of a pattern or text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Item {
+    Star,
+    Lit(u8),
+}
+
+/// The item at `i` and its length in bytes.
+type Next = fn(&[u8], usize) -> Option<(Item, usize)>;
+
+fn literal_item(s: &[u8], i: usize) -> Option<(Item, usize)> {
+    s.get(i).map(|&b| (Item::Lit(b), 1))
+}
+
+fn plain_item(s: &[u8], i: usize) -> Option<(Item, usize)> {
+    s.get(i).map(|&b| match b {
+        b'*' => (Item::Star, 1),
+        b => (Item::Lit(b), 1),
     })
 }
 
-/// Iterative wildcard matching with single backtrack point: linear in practice,
-/// never exponential, no allocation.
-fn glob(pattern: &[u8], text: &[u8], eq: impl Fn(u8, u8) -> bool) -> bool {
+/// With escapes; a trailing lone `\` is itself (parse never lets one through).
+fn name_item(s: &[u8], i: usize) -> Option<(Item, usize)> {
+    match (s.get(i)?, s.get(i + 1)) {
+        (b'\\', Some(&escaped @ (b'*' | b'\\'))) => Some((Item::Lit(escaped), 2)),
+        (b'*', _) => Some((Item::Star, 1)),
+        (&b, _) => Some((Item::Lit(b), 1)),
+    }
+}
+
+/// Iterative wildcard matching with a single backtrack point: linear in
+/// practice, never exponential, no allocation. A text `Star` is matched only
+/// by a pattern `Star`.
+fn glob(pattern: &[u8], text: &[u8], pattern_at: Next, text_at: Next) -> bool {
     let (mut p, mut t) = (0, 0);
+    // (pattern position after the star, text position the star resumes at)
     let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
+    while let Some((ti, tlen)) = text_at(text, t) {
+        match pattern_at(pattern, p) {
+            Some((Item::Star, plen)) => {
+                star = Some((p + plen, t));
+                p += plen;
             }
-            Some(&c) if eq(c, text[t]) => {
-                p += 1;
-                t += 1;
+            Some((Item::Lit(c), plen)) if ti == Item::Lit(c) => {
+                p += plen;
+                t += tlen;
             }
             _ => match star {
                 Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
+                    let skip = text_at(text, st).map_or(1, |(_, l)| l);
+                    p = sp;
+                    t = st + skip;
+                    star = Some((sp, t));
                 }
                 None => return false,
             },
         }
     }
-    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
+    while let Some((Item::Star, plen)) = pattern_at(pattern, p) {
+        p += plen;
+    }
+    p >= pattern.len()
 }
 
 #[cfg(test)]

@@ -234,6 +234,44 @@ fn bound_evicts_the_oldest_when_all_are_fresh() {
 }
 
 #[test]
+fn a_flood_of_negative_answers_never_evicts_fresh_active_decisions() {
+    let p = policy();
+    let mut c = LocalCache::new(100);
+    for n in 0..90u8 {
+        let e = c.insert(key(n), grant(&["mcp:*"], None), p.active(30, None, 0), 0);
+        assert_eq!(e, None);
+    }
+    // 10,000 made-up tokens, each answered "unknown", within the TTL.
+    let mut evicted = Vec::new();
+    for i in 0..10_000u64 {
+        let mut k = [0xAAu8; 32];
+        k[..8].copy_from_slice(&i.to_le_bytes());
+        let now = 1 + i;
+        if let Some(e) = c.insert(k, Decision::Inactive(Reason::Unknown), p.inactive(now), now) {
+            evicted.push(e);
+        }
+        assert!(c.len() <= 100);
+    }
+    assert!(!evicted.contains(&Evicted::Active), "{evicted:?}");
+    assert!(evicted.contains(&Evicted::Inactive));
+    for n in 0..90u8 {
+        assert!(c.get(&key(n), 10_001).is_some(), "{n}");
+    }
+    // Only when nothing else is left does an active decision go.
+    let mut full = LocalCache::new(2);
+    full.insert(key(1), grant(&["mcp:*"], None), p.active(30, None, 0), 0);
+    full.insert(key(2), grant(&["mcp:*"], None), p.active(30, None, 0), 0);
+    let e = full.insert(
+        key(3),
+        Decision::Inactive(Reason::Unknown),
+        p.inactive(1),
+        1,
+    );
+    assert_eq!(e, Some(Evicted::Active));
+    assert!(full.get(&key(1), 1).is_none(), "the oldest");
+}
+
+#[test]
 fn reinserting_a_key_replaces_it_without_growing() {
     let p = policy();
     let mut c = LocalCache::new(2);
@@ -283,6 +321,7 @@ fn bound_holds_under_many_inserts() {
     }
     assert_eq!(c.len(), c.by_age.len());
     assert_eq!(c.len(), c.by_fresh.len());
+    assert!(c.inactive_by_age.len() <= c.len());
 }
 
 #[test]

@@ -192,3 +192,20 @@ fn tombstones_are_evicted_last() {
     assert!(b.iter().any(|e| e.state == SharedState::Revoked));
     assert!(find(&b, &key(2), 0).is_none());
 }
+
+#[test]
+fn negative_decisions_make_room_before_fresh_active_ones() {
+    // An active decision going stale sooner than the negatives around it
+    // still outlives them.
+    let b = vec![active(1, 100), inactive(2, 500), inactive(3, 600)];
+    let b = upsert(b, inactive(4, 700), 50, 3).unwrap();
+    assert!(find(&b, &key(1), 50).is_some(), "active kept");
+    assert!(
+        find(&b, &key(2), 50).is_none(),
+        "oldest-expiring negative went"
+    );
+    // A stale active decision (only usable if the token API fails) goes first.
+    let b = vec![active(1, 100), inactive(2, 500)];
+    let b = upsert(b, inactive(3, 700), 150, 2).unwrap();
+    assert!(b.iter().all(|e| e.sha != hex_of(&key(1))));
+}

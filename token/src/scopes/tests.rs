@@ -210,3 +210,132 @@ fn methods_no_scope_can_spell_need_all_mcp() {
         assert!(grants(&[parse(ALL_MCP).unwrap()], odd, Some("n")) || odd.is_empty());
     }
 }
+
+#[test]
+fn resource_patterns_do_not_reach_outside_through_dot_segments() {
+    let public = set(&["mcp:resources/read:file:///srv/public/*"]);
+    for uri in [
+        "file:///srv/public/../../etc/shadow",
+        "file:///srv/public/%2e%2e/%2e%2e/etc/shadow",
+        "file:///srv/public/%2E%2E/secret",
+        "file:///srv/public/.%2e/x",
+        "file:///srv/public/./a.md",
+        "file:///srv/public/a/../b.md",
+        "file:///srv/public/..%2Fsecret",
+        "file:///srv/public/..%5Csecret",
+        "file:///srv/public\\..\\secret",
+        "file:///srv/public/%252e%252e/secret",
+        "file:///srv/public/a%00.md",
+    ] {
+        assert!(!grants(&public, "resources/read", Some(uri)), "{uri}");
+        // Only a method-wide scope grants such a URI, and the 403 says so.
+        assert_eq!(
+            required_scope("resources/read", Some(uri)),
+            "mcp:resources/read"
+        );
+        assert!(grants(
+            &set(&["mcp:resources/read"]),
+            "resources/read",
+            Some(uri)
+        ));
+    }
+    // Spellings of an allowed URI are allowed.
+    for uri in [
+        "file:///srv/public/a.md",
+        "FILE:///srv/public/a.md",
+        "file:///srv/public/%61.md",
+        "file:///srv/%70ublic/a.md",
+    ] {
+        assert!(grants(&public, "resources/read", Some(uri)), "{uri}");
+    }
+    // Scheme and host case do not matter, path case does.
+    let web = set(&["mcp:resources/read:HTTPS://Docs.Example.com/*"]);
+    assert_eq!(
+        web[0].to_string(),
+        "mcp:resources/read:https://docs.example.com/*"
+    );
+    assert!(grants(
+        &web,
+        "resources/read",
+        Some("https://DOCS.example.com/A")
+    ));
+    assert!(!grants(
+        &set(&["mcp:resources/read:file:///Srv/*"]),
+        "resources/read",
+        Some("file:///srv/a")
+    ));
+}
+
+#[test]
+fn resource_patterns_must_be_unambiguous() {
+    for bad in [
+        "mcp:resources/read:file:///srv/../etc/*",
+        "mcp:resources/read:file:///srv/%2e%2e/*",
+        "mcp:resources/read:file:///srv%2F*",
+        "mcp:resources/read:file:///srv/%zz",
+    ] {
+        let e = parse(bad).unwrap_err().to_string();
+        assert!(e.contains("resource pattern"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn a_name_with_glob_characters_is_granted_alone() {
+    // A tool literally named `a*b`: the 403 names an escaped scope ...
+    let required = required_scope("tools/call", Some("a*b"));
+    assert_eq!(required, "mcp:tools/call:a\\*b");
+    // ... that grants that tool and no other.
+    let held = set(&[&required]);
+    assert!(grants(&held, "tools/call", Some("a*b")));
+    assert!(!grants(&held, "tools/call", Some("aXb")));
+    assert!(!grants(&held, "tools/call", Some("ab")));
+    assert_eq!(
+        required_scope("tools/call", Some("a\\b")),
+        "mcp:tools/call:a\\\\b"
+    );
+    assert!(grants(
+        &set(&["mcp:tools/call:a\\\\b"]),
+        "tools/call",
+        Some("a\\b")
+    ));
+    // Escapes elsewhere are refused with a reason.
+    let e = parse("mcp:tools/call:a\\b").unwrap_err().to_string();
+    assert!(e.contains("escapes only"), "{e}");
+    // A resource URI holding a star.
+    let r = required_scope("resources/read", Some("file:///a*b"));
+    assert_eq!(r, "mcp:resources/read:file:///a\\*b");
+    assert!(grants(&set(&[&r]), "resources/read", Some("file:///a*b")));
+    assert!(!grants(&set(&[&r]), "resources/read", Some("file:///aXb")));
+    // Coverage sees a literal star as a literal.
+    assert!(s("mcp:tools/call:a*").covers(&s("mcp:tools/call:a\\*b")));
+    assert!(!s("mcp:tools/call:a\\*").covers(&s("mcp:tools/call:ab")));
+    assert!(!s("mcp:tools/call:a\\*b").covers(&s("mcp:tools/call:a*b")));
+}
+
+proptest! {
+    /// The scope a 403 names grants the request, and no other name.
+    #[test]
+    fn the_required_scope_grants_exactly_its_name(
+        name in "[a-c*\\\\?]{1,6}",
+        other in "[a-c*\\\\?]{1,6}",
+    ) {
+        let required = required_scope("tools/call", Some(&name));
+        let held = vec![parse(&required).unwrap()];
+        prop_assert!(grants(&held, "tools/call", Some(&name)));
+        prop_assert_eq!(grants(&held, "tools/call", Some(&other)), name == other);
+    }
+
+    /// Normalisation is idempotent and a granted URI's normal form is granted.
+    #[test]
+    fn uri_normal_form_is_stable(path in "(/(a|b|\\.|\\.\\.|%2e|%2E|%41|%2F|x%00)){0,6}") {
+        let uri = format!("file://{path}");
+        let once = crate::uri::normalize(&uri);
+        let twice = crate::uri::normalize(&once.text);
+        prop_assert_eq!(&once.text, &twice.text);
+        let held = set(&["mcp:resources/read:file:///a/*"]);
+        if grants(&held, "resources/read", Some(&uri)) {
+            prop_assert!(once.text.starts_with("file:///a/"), "{}", once.text);
+            prop_assert!(!once.ambiguous);
+        }
+    }
+}
