@@ -46,6 +46,10 @@ pub struct TokenApi {
     pub feed_cluster: Option<String>,
     /// Timeout of a feed poll; `None` = `timeout_ms`.
     pub feed_timeout_ms: Option<u64>,
+    /// Introspection callouts one worker keeps in flight at most; a token
+    /// that would need one more gets 503 at once (cached tokens are not
+    /// affected). Bounds what a flood of made-up tokens can cost.
+    pub max_inflight: u64,
 }
 
 impl TokenApi {
@@ -102,6 +106,7 @@ impl Default for TokenApi {
             timeout_ms: 500,
             feed_cluster: None,
             feed_timeout_ms: None,
+            max_inflight: 64,
         }
     }
 }
@@ -307,6 +312,12 @@ impl Config {
             if let Some(ms) = ms.filter(|ms| !(1..=60_000).contains(ms)) {
                 err(field, format!("must be between 1 and 60000, got {ms}"));
             }
+        }
+        if !(1..=10_000).contains(&api.max_inflight) {
+            err(
+                "token_api.max_inflight",
+                format!("must be between 1 and 10000, got {}", api.max_inflight),
+            );
         }
 
         let c = &self.cache;

@@ -154,11 +154,14 @@ pub fn reads_as(key: &str) -> Option<&'static str> {
         if c.is_control() || is_default_ignorable(c) {
             continue;
         }
+        // Under Unicode simple case folding only ASCII letters, the long s
+        // and the Kelvin sign fold to ASCII letters; any other character
+        // keeps the key apart from every (ASCII) reserved key.
         match c {
-            // Unicode simple case folding to ASCII beyond `to_lowercase`.
             '\u{017F}' => folded.push('s'),
             '\u{212A}' => folded.push('k'),
-            _ => folded.extend(c.to_lowercase()),
+            c if c.is_ascii() => folded.push(c.to_ascii_lowercase()),
+            _ => return None,
         }
         if folded.len() > 7 {
             return None;

@@ -27,6 +27,8 @@ pub enum Metric {
     DeniedBodyTooLarge,
     /// 503: token API unavailable and no stale decision to fall back on.
     DeniedUnavailable,
+    /// 503 at once: `token_api.max_inflight` callouts already in flight.
+    DeniedOverloaded,
     /// Decision found in this worker's cache.
     CacheHits,
     /// Decision found in the cross-worker shared cache.
@@ -43,6 +45,11 @@ pub enum Metric {
     RevocationsApplied,
     /// Requests that waited on another request's callout for the same token.
     CoalescedWaits,
+    /// Decisions evicted from a full worker cache (any kind).
+    CacheEvicted,
+    /// Fresh active decisions evicted from a full worker cache: it is too
+    /// small for the tokens in use (`cache.max_entries`).
+    CacheEvictedActive,
     /// Revocations feed polls sent.
     FeedPolls,
     /// Revocations feed polls that failed.
@@ -52,7 +59,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 22] = [
+    pub const ALL: [Metric; 25] = [
         Metric::Allowed,
         Metric::Bypassed,
         Metric::DeniedMissing,
@@ -64,6 +71,7 @@ impl Metric {
         Metric::DeniedBadBody,
         Metric::DeniedBodyTooLarge,
         Metric::DeniedUnavailable,
+        Metric::DeniedOverloaded,
         Metric::CacheHits,
         Metric::CacheSharedHits,
         Metric::CacheMisses,
@@ -72,6 +80,8 @@ impl Metric {
         Metric::StaleServes,
         Metric::RevocationsApplied,
         Metric::CoalescedWaits,
+        Metric::CacheEvicted,
+        Metric::CacheEvictedActive,
         Metric::FeedPolls,
         Metric::FeedFailures,
         Metric::FeedResets,
@@ -90,6 +100,7 @@ impl Metric {
             Metric::DeniedBadBody => "mcp_auth.denied.bad_body",
             Metric::DeniedBodyTooLarge => "mcp_auth.denied.body_too_large",
             Metric::DeniedUnavailable => "mcp_auth.denied.unavailable",
+            Metric::DeniedOverloaded => "mcp_auth.denied.overloaded",
             Metric::CacheHits => "mcp_auth.cache.hits",
             Metric::CacheSharedHits => "mcp_auth.cache.shared_hits",
             Metric::CacheMisses => "mcp_auth.cache.misses",
@@ -98,6 +109,8 @@ impl Metric {
             Metric::StaleServes => "mcp_auth.stale_serves",
             Metric::RevocationsApplied => "mcp_auth.revocations_applied",
             Metric::CoalescedWaits => "mcp_auth.coalesced_waits",
+            Metric::CacheEvicted => "mcp_auth.cache.evicted",
+            Metric::CacheEvictedActive => "mcp_auth.cache.evicted_active",
             Metric::FeedPolls => "mcp_auth.feed.polls",
             Metric::FeedFailures => "mcp_auth.feed.failures",
             Metric::FeedResets => "mcp_auth.feed.resets",

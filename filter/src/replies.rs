@@ -215,6 +215,19 @@ pub fn body_too_large(max: u64) -> Reply {
 /// Seconds a client should wait after a 503.
 pub const RETRY_AFTER_S: u32 = 1;
 
+/// 503 for a token that would need a callout while `token_api.max_inflight`
+/// are already in flight on this worker.
+pub fn overloaded() -> Reply {
+    json_reply(
+        503,
+        vec![("retry-after", RETRY_AFTER_S.to_string())],
+        api_error(
+            "token_check_busy",
+            "this gateway is checking too many new tokens at once; retry shortly",
+        ),
+    )
+}
+
 pub fn unavailable() -> Reply {
     json_reply(
         503,

@@ -18,6 +18,8 @@ pub struct Scan<'a> {
     pub mcp_name: Option<&'a [u8]>,
     /// Distinct names of client headers starting with the strip prefix.
     pub strip: Vec<&'a [u8]>,
+    /// `Mcp-Method` or `Mcp-Name` came more than once (400 once allowed).
+    pub repeated: Option<&'static str>,
 }
 
 impl<'a> Scan<'a> {
@@ -40,9 +42,13 @@ pub fn scan<'a>(pairs: &[(&'a [u8], &'a [u8])], strip_prefix: &str) -> Scan<'a> 
         } else if name.eq_ignore_ascii_case(b"authorization") {
             s.authorization.push(value);
         } else if name.eq_ignore_ascii_case(b"mcp-method") {
-            s.mcp_method = Some(value);
+            if s.mcp_method.replace(value).is_some() {
+                s.repeated = Some("Mcp-Method");
+            }
         } else if name.eq_ignore_ascii_case(b"mcp-name") {
-            s.mcp_name = Some(value);
+            if s.mcp_name.replace(value).is_some() {
+                s.repeated = Some("Mcp-Name");
+            }
         }
         let stripped =
             name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix);
@@ -134,6 +140,16 @@ mod tests {
         assert_eq!(s.mcp_method, Some(&b"tools/call"[..]));
         assert_eq!(s.mcp_name, Some(&b"t"[..]));
         assert_eq!(s.strip, vec![&b"x-mcp-tenant"[..], b"x-mcp-other"]);
+    }
+
+    #[test]
+    fn scan_notices_repeated_mcp_headers() {
+        let p = pairs(&[("mcp-method", "tools/list"), ("Mcp-Method", "tools/call")]);
+        assert_eq!(scan(&p, "x-mcp-").repeated, Some("Mcp-Method"));
+        let p = pairs(&[("mcp-name", "a"), ("mcp-method", "x"), ("mcp-name", "a")]);
+        assert_eq!(scan(&p, "x-mcp-").repeated, Some("Mcp-Name"));
+        let p = pairs(&[("mcp-name", "a"), ("mcp-method", "x")]);
+        assert_eq!(scan(&p, "x-mcp-").repeated, None);
     }
 
     #[test]

@@ -495,3 +495,44 @@ async fn python_mcp_client_through_the_gateway() {
     );
     stack.stop().await;
 }
+
+/// Bypass paths carry no credential upstream and no client `x-mcp-*` header,
+/// and the route is chosen on what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bypass_paths_forward_without_the_bearer_or_spoofed_headers() {
+    let _one = SERIAL.lock().await;
+    let (stack, _dir) = start(0).await;
+    let (acme, _) = mint(&stack, "acme", "e2e-bypass", None).await;
+    let path = "/.well-known/oauth-protected-resource";
+    let resp = reqwest::Client::new()
+        .get(format!("{}{path}", stack.gateway_url()))
+        .bearer_auth(&acme)
+        .header("x-mcp-tenant", "acme")
+        .header("X-MCP-Token-Id", "tok_forged")
+        .send()
+        .await
+        .expect("gateway reachable");
+    // The shared backend has no such document: its own 404.
+    assert_eq!(resp.status(), 404);
+    let seen = stack.backends["shared"].seen.snapshot();
+    let req = seen
+        .iter()
+        .find(|r| r.path == path)
+        .expect("the bypass request reached the shared backend");
+    assert!(req.header("authorization").is_none(), "{req:?}");
+    assert!(
+        req.headers.iter().all(|(n, _)| !n.starts_with("x-mcp-")),
+        "{req:?}"
+    );
+    for name in ["acme", "globex"] {
+        assert!(
+            stack.backends[name]
+                .seen
+                .snapshot()
+                .iter()
+                .all(|r| r.path != path),
+            "{name} got the bypass request"
+        );
+    }
+    stack.stop().await;
+}

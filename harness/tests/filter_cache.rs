@@ -576,3 +576,92 @@ fn time_keeps_the_cache_honest_across_many_requests() {
     }
     assert_eq!(env.metric("mcp_auth.callouts"), 4);
 }
+
+/// Made-up tokens pass the offline check; each costs a callout. Past
+/// `token_api.max_inflight` callouts in flight, a new token is refused at
+/// once while cached tokens and tokens already being looked up go on.
+#[test]
+fn callouts_in_flight_are_bounded_per_worker() {
+    let mut env = envoy_with(json!({"revocation_poll_ms": 0, "token_api": {"max_inflight": 3}}));
+    let cached = token(200);
+    assert!(matches!(
+        admit_all(&mut env, &cached),
+        Outcome::Forwarded(_)
+    ));
+    let waiting: Vec<_> = (1..=3)
+        .map(|n| env.send(mcp(&token(n), &initialize(1))))
+        .collect();
+    assert_eq!(introspections(&env).len(), 3);
+    // A fourth token: 503 at once, no callout.
+    let out = env.request(mcp(&token(4), &initialize(1)));
+    let reply = out.replied();
+    assert_eq!(reply.status, 503, "{out:#?}");
+    assert_eq!(reply.header("retry-after").as_deref(), Some("1"));
+    assert_eq!(reply.json()["error"]["code"], "token_check_busy");
+    assert_eq!(introspections(&env).len(), 3);
+    assert_eq!(env.metric("mcp_auth.denied.overloaded"), 1);
+    // Joining a callout already in flight costs nothing and is allowed.
+    let joined = env.send(mcp(&token(2), &initialize(2)));
+    assert_eq!(introspections(&env).len(), 3);
+    // The cached token is untouched.
+    assert!(matches!(
+        env.request(mcp(&cached, &initialize(3))),
+        Outcome::Forwarded(_)
+    ));
+    // An answer frees a slot.
+    let first = introspections(&env)[0].id;
+    env.answer(first, 200, &inactive("unknown"));
+    assert_eq!(env.outcome(waiting[0]).status(), Some(401));
+    let out = env.send(mcp(&token(5), &initialize(1)));
+    assert_eq!(introspections(&env).len(), 3, "token 5 called out");
+    for c in introspections(&env) {
+        env.answer(c.id, 200, &all_mcp());
+    }
+    for s in [waiting[1], waiting[2], joined, out] {
+        assert!(
+            matches!(env.outcome(s), Outcome::Forwarded(_)),
+            "{:#?}",
+            env.outcome(s)
+        );
+    }
+}
+
+/// The negative answers of a flood make room for each other, never for the
+/// decisions of tokens in use.
+#[test]
+fn a_flood_of_unknown_tokens_does_not_evict_live_decisions() {
+    let mut env = envoy_with(json!({"revocation_poll_ms": 0, "cache": {"max_entries": 20}}));
+    let live: Vec<String> = (200..210).map(token).collect();
+    for t in &live {
+        assert!(matches!(admit_all(&mut env, t), Outcome::Forwarded(_)));
+    }
+    for n in 0..150u8 {
+        let out = admit(
+            &mut env,
+            mcp(&token(n), &initialize(1)),
+            &inactive("unknown"),
+        );
+        assert_eq!(out.status(), Some(401));
+    }
+    for t in &live {
+        assert!(matches!(
+            env.request(mcp(t, &initialize(2))),
+            Outcome::Forwarded(_)
+        ));
+    }
+    assert!(
+        introspections(&env).is_empty(),
+        "live tokens were still cached"
+    );
+    assert!(env.metric("mcp_auth.cache.evicted") >= 140);
+    assert_eq!(env.metric("mcp_auth.cache.evicted_active"), 0);
+    // "unknown" answers are not written to the shared layer.
+    let bucket = |t: &str| format!("mcp_auth.c.token_api.{}", &sha(t)[..3]);
+    let flood_buckets_written = (0..150u8)
+        .filter(|n| {
+            env.shared_data(&bucket(&token(*n)))
+                .is_some_and(|b| String::from_utf8_lossy(&b).contains(&sha(&token(*n))))
+        })
+        .count();
+    assert_eq!(flood_buckets_written, 0);
+}

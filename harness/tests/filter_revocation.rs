@@ -400,13 +400,21 @@ fn a_decision_made_on_one_worker_serves_another_without_a_callout() {
 }
 
 #[test]
-fn a_negative_decision_is_shared_too() {
+fn revoked_and_expired_answers_are_shared_unknown_ones_stay_local() {
     let mut a = envoy();
     let mut b = host().worker_sharing(&a).unwrap_or_else(|e| panic!("{e}"));
-    let t = token(1);
+    for (n, reason) in [(1, "revoked"), (2, "expired")] {
+        let t = token(n);
+        admit(&mut a, mcp(&t, &initialize(1)), &inactive(reason));
+        assert_eq!(b.request(mcp(&t, &initialize(2))).status(), Some(401));
+        assert!(b.callouts().is_empty(), "{reason}");
+    }
+    // "unknown" is what a flood of made-up tokens gets: not worth a shared
+    // write per request. Another worker asks for itself.
+    let t = token(3);
     admit(&mut a, mcp(&t, &initialize(1)), &inactive("unknown"));
-    assert_eq!(b.request(mcp(&t, &initialize(2))).status(), Some(401));
-    assert!(b.callouts().is_empty());
+    let out = admit(&mut b, mcp(&t, &initialize(2)), &inactive("unknown"));
+    assert_eq!(out.status(), Some(401));
 }
 
 #[test]

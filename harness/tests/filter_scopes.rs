@@ -299,3 +299,111 @@ fn scope_globs_match_whole_names() {
     let out = env.request(mcp(&t, &rpc(3, "prompts/get", json!({"name": "summary2"}))));
     assert_insufficient_scope(&out, "mcp:prompts/get:summary2", &json!(3));
 }
+
+/// What JSON parsers read differently never reaches a server: the review's
+/// findings, each of which was forwarded before.
+#[test]
+fn bodies_that_servers_read_differently_are_refused() {
+    let cases = [
+        // Go's encoding/json runs tools/call; an exact reader sees a response.
+        (
+            &["mcp:tools/list"][..],
+            r#"{"jsonrpc":"2.0","id":1,"Method":"tools/call","params":{"name":"list_findings"}}"#,
+        ),
+        // Go takes the last case-insensitive "name".
+        (
+            &["mcp:tools/call:whoami"][..],
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","NAME":"list_findings"}}"#,
+        ),
+        (
+            &["mcp:tools/call:whoami"][..],
+            r#"{"jsonrpc":"2.0","id":1,"method\u0000":"tools/call","params":{"name":"list_findings"}}"#,
+        ),
+        (
+            &["mcp:tools/call:whoami"][..],
+            r#"{"jsonrpc":"2.0","id":1}"#,
+        ),
+        (
+            &["mcp:tools/call:whoami"][..],
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","name":"list_findings"}}"#,
+        ),
+    ];
+    for (scopes, body) in cases {
+        let (mut env, t) = worker_with(scopes, json!({}));
+        let req = Request::post("/mcp")
+            .bearer(&t)
+            .header("content-type", "application/json")
+            .body(body.as_bytes().to_vec());
+        let out = env.request(req);
+        let reply = out.replied();
+        assert_eq!(reply.status, 400, "{body}: {out:#?}");
+        let answer = reply.json();
+        assert_eq!(answer["error"]["code"], -32600, "{answer}");
+        assert_eq!(answer["id"], 1, "{answer}");
+        assert_eq!(env.metric("mcp_auth.denied.bad_body"), 1);
+    }
+}
+
+#[test]
+fn resource_uris_cannot_climb_out_of_their_scope() {
+    let (mut env, t) = worker_with(&["mcp:resources/read:file:///srv/public/*"], json!({}));
+    for uri in [
+        "file:///srv/public/../../etc/shadow",
+        "file:///srv/public/%2e%2e/%2E%2E/etc/shadow",
+        "file:///srv/public/.%2e/secret",
+        "file:///srv/public/..%2Fsecret",
+        "file:///srv/public/%252e%252e/secret",
+    ] {
+        let out = env.request(mcp(&t, &rpc(3, "resources/read", json!({"uri": uri}))));
+        let reply = assert_insufficient_scope(&out, "mcp:resources/read", &json!(3));
+        assert_eq!(
+            reply.json()["error"]["data"]["required_scope"],
+            "mcp:resources/read"
+        );
+    }
+    for uri in ["file:///srv/public/a.md", "FILE:///srv/public/%61.md"] {
+        let body = rpc(4, "resources/read", json!({"uri": uri}));
+        assert_allowed(&env.request(mcp(&t, &body)), &body);
+    }
+}
+
+#[test]
+fn a_tool_name_with_a_star_is_named_escaped_in_the_403() {
+    let (mut env, t) = limited();
+    let out = env.request(mcp(&t, &tool_call(5, "drop*")));
+    let reply = out.replied();
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        reply.json()["error"]["data"]["required_scope"],
+        "mcp:tools/call:drop\\*"
+    );
+    // The challenge cannot carry a backslash: it names the method-wide scope.
+    let challenge = reply.header("www-authenticate").unwrap();
+    assert!(
+        challenge.contains("scope=\"mcp:tools/call\""),
+        "{challenge}"
+    );
+}
+
+#[test]
+fn repeated_mcp_method_or_name_headers_are_refused() {
+    let (mut env, t) = worker_with(&["mcp:*"], json!({}));
+    for (name, values) in [
+        ("mcp-method", ["tools/call", "tools/call"]),
+        ("mcp-name", ["whoami", "x"]),
+    ] {
+        let mut req = mcp(&t, &tool_call(6, "whoami"));
+        for v in values {
+            req = req.header(name, v);
+        }
+        let out = env.request(req);
+        let reply = out.replied();
+        assert_eq!(reply.status, 400, "{name}: {out:#?}");
+        assert_eq!(reply.json()["error"]["code"], -32020);
+        assert!(reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than once"));
+    }
+    assert_eq!(env.metric("mcp_auth.denied.header_mismatch"), 2);
+}

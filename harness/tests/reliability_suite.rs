@@ -17,3 +17,6 @@ mod faults;
 
 #[path = "reliability_suite/catalogue.rs"]
 mod catalogue;
+
+#[path = "reliability_suite/flood.rs"]
+mod flood;

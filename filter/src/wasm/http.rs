@@ -39,6 +39,8 @@ pub(crate) struct Stream {
     pub mcp_name: Option<Vec<u8>>,
     /// Size of the buffered body at the last body callback.
     pub body_size: usize,
+    /// `Mcp-Method` or `Mcp-Name` sent more than once.
+    pub repeated_header: Option<&'static str>,
 }
 
 pub(crate) type StreamRef = Rc<RefCell<Stream>>;
@@ -78,16 +80,25 @@ impl Http {
             return self.decide_now(cfg, d);
         }
         inc(Metric::CacheMisses);
-        self.stream.borrow_mut().phase = Phase::Waiting(key);
         let joined = self
             .worker
             .borrow_mut()
             .inflight
             .join(&key, self.id, self.stream.clone());
         if joined {
+            self.stream.borrow_mut().phase = Phase::Waiting(key);
             inc(Metric::CoalescedWaits);
             return Action::Pause;
         }
+        let busy = {
+            let w = self.worker.borrow();
+            u64::try_from(w.inflight.len()).unwrap_or(u64::MAX) >= cfg.token_api.max_inflight
+        };
+        if busy {
+            let outcome = self.worker.borrow_mut().overloaded(&key, now);
+            return deliver(cfg, &self.stream, &outcome, false);
+        }
+        self.stream.borrow_mut().phase = Phase::Waiting(key);
         let callout = introspect::introspect_request(&cfg.token_api, token);
         let sent = self.dispatch_http_call(
             &cfg.token_api.cluster,
@@ -233,6 +244,14 @@ impl HttpContext for Http {
         }
         match request::front(&cfg, &scan) {
             Front::Bypass => {
+                // A bypass path carries no credential upstream, and the
+                // route is chosen again without the stripped headers.
+                if !scan.authorization.is_empty() {
+                    host::remove_request_header(b"authorization");
+                }
+                if !scan.strip.is_empty() || !scan.authorization.is_empty() {
+                    host::clear_route_cache();
+                }
                 inc(Metric::Bypassed);
                 Action::Continue
             }
@@ -251,6 +270,7 @@ impl HttpContext for Http {
                     s.has_body = !end_of_stream;
                     s.mcp_method = scan.mcp_method.map(<[u8]>::to_vec);
                     s.mcp_name = scan.mcp_name.map(<[u8]>::to_vec);
+                    s.repeated_header = scan.repeated;
                 }
                 self.lookup(&cfg, token)
             }
@@ -307,6 +327,20 @@ pub(crate) fn deliver(cfg: &Config, stream: &StreamRef, outcome: &Outcome, resum
             refuse(reply, *metric)
         }
         Outcome::Allow { grant, stale } => {
+            let repeated = stream.borrow().repeated_header;
+            if let Some(header) = repeated {
+                // Which of the values would Envoy, a rate limiter or the
+                // server use? None can be checked against the body.
+                stream.borrow_mut().phase = Phase::Idle;
+                let verdict = Verdict::Mismatch {
+                    detail: format!("{header} sent more than once"),
+                    id: serde_json::Value::Null,
+                };
+                return match replies::for_verdict(cfg, &verdict) {
+                    Some(reply) => refuse(&reply, Metric::DeniedHeaderMismatch),
+                    None => Action::Pause,
+                };
+            }
             if *stale {
                 inc(Metric::StaleServes);
             }

@@ -3,13 +3,15 @@
 
 use super::host::{self, log};
 use super::http::{deliver, Outcome, StreamRef};
-use crate::cache::{hex_of, Deadlines, Decision, Key, LocalCache, Policy, RecentlyRevoked};
+use crate::cache::{
+    hex_of, Deadlines, Decision, Evicted, Key, LocalCache, Policy, Reason, RecentlyRevoked,
+};
 use crate::coalesce::Inflight;
 use crate::config::Config;
 use crate::introspect::{Answer, Unavailable};
 use crate::memo::KeyMemo;
 use crate::metrics::Metric;
-use crate::replies::{self, Unauthorized};
+use crate::replies::{self, Reply, Unauthorized};
 use crate::shared::{self, SharedEntry};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, Status};
@@ -78,12 +80,22 @@ impl Worker {
         }
         let decision = match decision {
             Decision::Active(_) if self.revoked.contains(key) => {
-                Decision::Inactive(crate::cache::Reason::Revoked)
+                Decision::Inactive(Reason::Revoked)
             }
             d => d,
         };
-        self.cache.insert(*key, decision.clone(), deadlines, now);
+        self.cache_insert(*key, decision.clone(), deadlines, now);
         Some(decision)
+    }
+
+    /// Inserts into the worker cache, counting what made room.
+    fn cache_insert(&mut self, key: Key, decision: Decision, deadlines: Deadlines, now: u64) {
+        if let Some(evicted) = self.cache.insert(key, decision, deadlines, now) {
+            host::inc(Metric::CacheEvicted);
+            if evicted == Evicted::Active {
+                host::inc(Metric::CacheEvictedActive);
+            }
+        }
     }
 
     /// Caches a fresh answer here and in the shared layer.
@@ -91,7 +103,7 @@ impl Worker {
         let (decision, deadlines) = match answer {
             // Answered before a revocation this worker has since applied.
             Answer::Active { .. } if self.revoked.contains(key) => (
-                Decision::Inactive(crate::cache::Reason::Revoked),
+                Decision::Inactive(Reason::Revoked),
                 self.policy.inactive(now),
             ),
             Answer::Active { grant, cache_ttl_s } => {
@@ -100,18 +112,34 @@ impl Worker {
             }
             Answer::Inactive(r) => (Decision::Inactive(r), self.policy.inactive(now)),
         };
-        self.cache.insert(*key, decision.clone(), deadlines, now);
-        let entry = SharedEntry::from_decision(key, &decision, deadlines);
-        let cap = self.bucket_cap;
-        update_bucket(&self.bucket(key), |entries| {
-            shared::upsert(entries, entry.clone(), now, cap)
-        });
+        self.cache_insert(*key, decision.clone(), deadlines, now);
+        // "Unknown" answers stay local: made-up tokens are what a flood
+        // sends, and sharing them would cost a bucket rewrite each while no
+        // other worker is likely to see the same one.
+        if decision != Decision::Inactive(Reason::Unknown) {
+            let entry = SharedEntry::from_decision(key, &decision, deadlines);
+            let cap = self.bucket_cap;
+            update_bucket(&self.bucket(key), |entries| {
+                shared::upsert(entries, entry.clone(), now, cap)
+            });
+        }
         decision
     }
 
     /// What to do for `key` when the token API failed: an active decision
     /// within the stale window (here or shared), else 503.
     pub fn failure(&mut self, key: &Key, now: u64) -> Outcome {
+        self.stale_or(key, now, replies::unavailable(), Metric::DeniedUnavailable)
+    }
+
+    /// What to do for `key` when `token_api.max_inflight` callouts are in
+    /// flight: as for a failure, a stale decision if there is one, else 503
+    /// at once.
+    pub fn overloaded(&mut self, key: &Key, now: u64) -> Outcome {
+        self.stale_or(key, now, replies::overloaded(), Metric::DeniedOverloaded)
+    }
+
+    fn stale_or(&mut self, key: &Key, now: u64, deny: Reply, metric: Metric) -> Outcome {
         if let Some(Decision::Active(g)) = self.cache.get_stale(key, now) {
             let grant = g.clone();
             self.cache.hold_stale(key, now, STALE_HOLD_MS);
@@ -126,8 +154,7 @@ impl Worker {
                         fresh_until: now.saturating_add(STALE_HOLD_MS).min(d.usable_until),
                         usable_until: d.usable_until,
                     };
-                    self.cache
-                        .insert(*key, Decision::Active(g.clone()), held, now);
+                    self.cache_insert(*key, Decision::Active(g.clone()), held, now);
                     return Outcome::Allow {
                         grant: g,
                         stale: true,
@@ -135,7 +162,7 @@ impl Worker {
                 }
             }
         }
-        Outcome::Deny(replies::unavailable(), Metric::DeniedUnavailable)
+        Outcome::Deny(deny, metric)
     }
 
     /// Evicts revoked tokens here and in the shared layer; how many cached

@@ -42,6 +42,8 @@ struct Ctx {
     writer: Minted,
     /// Tenant initech, which has no backend cluster of its own.
     initech: Minted,
+    /// Only `mcp:resources/read:file:///srv/public/*`, tenant acme.
+    public_files: Minted,
     revoked: Minted,
     expired: Minted,
     unknown: String,
@@ -140,6 +142,20 @@ fn tool_post(path: &str, tool: &str) -> Raw {
 
 fn whoami(path: &str) -> Raw {
     tool_post(path, "whoami")
+}
+
+/// `POST /mcp` with `token` and this exact body text.
+fn raw_body(token: &str, body: &str) -> Raw {
+    Raw::new("POST", "/mcp").mcp().bearer(token).json(body)
+}
+
+/// `resources/read` of `uri`.
+fn read_uri(token: &str, uri: &str) -> Raw {
+    let body = rpc(9, "resources/read", json!({"uri": uri}));
+    Raw::new("POST", "/mcp")
+        .mcp()
+        .bearer(token)
+        .json(body.to_string())
 }
 
 /// A token with one character changed (the checksum no longer matches).
@@ -283,6 +299,39 @@ fn cases() -> Vec<Case> {
                 let body = json!({"jsonrpc": "2.0", "id": 1, "method": 7});
                 Raw::new("POST", "/mcp").mcp().bearer(&x.narrow.raw).json(body.to_string())
             }),
+        // The gateway: one reading of every message (what JSON parsers read differently).
+        c(G, "key case differs", "`rbac: empty` token, `\"Method\": \"tools/call\"` (Go reads it)",
+            400, "-32600", |x| raw_body(&x.empty.raw,
+                r#"{"jsonrpc":"2.0","id":1,"Method":"tools/call","params":{"name":"list_findings"}}"#)),
+        c(G, "name twice, case differs", "whoami-only token, `params {name: whoami, NAME: list_findings}`",
+            400, "-32600", |x| raw_body(&x.narrow.raw,
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","NAME":"list_findings"}}"#)),
+        c(G, "NUL in a key", "whoami-only token, `\"method\\u0000\": \"tools/call\"`", 400, "-32600",
+            |x| raw_body(&x.narrow.raw,
+                r#"{"jsonrpc":"2.0","id":1,"method\u0000":"tools/call","params":{"name":"list_findings"}}"#)),
+        c(G, "Unicode case folding", "whoami-only token, `\"re\u{17f}ult\"` (long s) beside `method`",
+            400, "-32600", |x| raw_body(&x.narrow.raw,
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"re\u{17f}ult\":{},\"params\":{\"name\":\"whoami\"}}")),
+        c(G, "duplicate method", "whoami-only token, `method` twice", 400, "-32600",
+            |x| raw_body(&x.narrow.raw,
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"list_findings"}}"#)),
+        c(G, "neither request nor response", "whoami-only token, `{\"jsonrpc\":\"2.0\",\"id\":1}`",
+            400, "-32600", |x| raw_body(&x.narrow.raw, r#"{"jsonrpc":"2.0","id":1}"#)),
+        c(G, "Mcp-Method twice", "two `Mcp-Method` headers (mcp:* token)", 400, "-32020",
+            |x| tool_post("/mcp", "whoami").bearer(&x.acme.raw).h("mcp-method", "tools/list")),
+        // The gateway: resource URIs.
+        c(G, "dot segments out of a resource scope",
+            "`file:///srv/public/*` token reads `file:///srv/public/../../etc/shadow`", 403, "-32003",
+            |x| read_uri(&x.public_files.raw, "file:///srv/public/../../etc/shadow")),
+        c(G, "encoded dot segments out of a resource scope",
+            "`file:///srv/public/*` token reads `file:///srv/public/%2e%2e/%2E%2E/etc/shadow`", 403,
+            "-32003", |x| read_uri(&x.public_files.raw, "file:///srv/public/%2e%2e/%2E%2E/etc/shadow")),
+        c(G, "encoded slash in a resource URI",
+            "`file:///srv/public/*` token reads `file:///srv/public/..%2Fsecret`", 403, "-32003",
+            |x| read_uri(&x.public_files.raw, "file:///srv/public/..%2Fsecret")),
+        // The gateway: bypass paths carry no credential upstream.
+        c(G, "token on a bypass path", "`GET /.well-known/oauth-protected-resource` + `Bearer <valid>` (the backend's 404)",
+            404, NONE, |x| Raw::new("GET", "/.well-known/oauth-protected-resource").bearer(&x.acme.raw)),
         c(G, "body over max_body_bytes", "whoami-only token, 20 KiB body (limit 16 KiB)", 413,
             "body_too_large", |x| {
                 let mut body = call("whoami");
@@ -629,6 +678,13 @@ async fn context(stack: &Stack) -> Ctx {
         initech: mint("cat-initech", support::INITECH, json!({}))
             .await
             .unwrap(),
+        public_files: mint(
+            "cat-public-files",
+            "acme",
+            json!({"scopes": ["mcp:resources/read:file:///srv/public/*"]}),
+        )
+        .await
+        .unwrap(),
         revoked,
         expired,
         unknown: mcpgw_token::format::generate().unwrap(),
