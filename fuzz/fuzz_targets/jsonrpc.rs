@@ -1,5 +1,6 @@
 //! The filter's JSON-RPC body inspection (`jsonrpc::inspect`) and the reply
-//! built from its verdict.
+//! built from its verdict; and the one-reading property: whatever
+//! `message::read` accepts, every independent reader reads alike.
 //!
 //! Input: optional head lines, a blank line, then the body:
 //! ```text
@@ -17,6 +18,7 @@
 
 use filter::config::Config;
 use filter::jsonrpc::{self, Claimed, Verdict};
+use filter::message::{self, oracle};
 use filter::replies;
 use libfuzzer_sys::fuzz_target;
 use mcpgw_fuzz::{base64_encode, is_header_value, Message};
@@ -88,6 +90,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     check_reply(&verdict);
+    check_one_reading(msg.body);
     if let Ok(text) = core::str::from_utf8(msg.body) {
         for header in [claimed.method, claimed.name].into_iter().flatten() {
             check_header_matches(header, text);
@@ -164,13 +167,41 @@ fn check_reply(verdict: &Verdict) {
     }
     if let Verdict::Deny { required, .. } = verdict {
         assert_eq!(body["error"]["data"]["required_scope"], required.as_str());
-        // The challenge's scope stays inside its quoted string.
+        // The challenge's scope stays inside its quoted string (a tool name
+        // may itself hold `scope=`: read the challenge from its known start).
         let challenge = reply.header("www-authenticate").unwrap();
         let named = challenge
-            .split("scope=\"")
-            .nth(1)
+            .strip_prefix("Bearer realm=\"mcp\", error=\"insufficient_scope\", scope=\"")
             .and_then(|rest| rest.strip_suffix('"'))
             .expect("a scope in the challenge");
         assert!(!named.contains('"') && !named.contains('\\'), "{challenge}");
+        // It parses, and grants what was denied (the header may name the
+        // method-wide scope where the name cannot travel in a header).
+        let scope = scopes::parse(named).expect("the challenge names a valid scope");
+        assert!(
+            scopes::parse(required).is_err() || scope.covers(&scopes::parse(required).unwrap()),
+            "{named} does not cover {required}"
+        );
+    }
+}
+
+/// Whatever the filter reads, every independent reader reads alike.
+fn check_one_reading(body: &[u8]) {
+    let Ok(reading) = message::read(body) else {
+        return;
+    };
+    let ours: Vec<_> = reading
+        .messages()
+        .iter()
+        .map(|m| (m.method().map(str::to_owned), m.name().map(str::to_owned)))
+        .collect();
+    for reader in oracle::READERS {
+        let theirs: Vec<_> = reader
+            .read(body)
+            .expect("the filter read it, so it is JSON")
+            .into_iter()
+            .map(|r| (r.method, r.name))
+            .collect();
+        assert_eq!(ours, theirs, "{reader:?}");
     }
 }

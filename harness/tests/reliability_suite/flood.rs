@@ -24,7 +24,8 @@ const POLL_MS: u64 = 300;
 /// its revoke call returned: one poll period, plus the poll's round trip
 /// through a token API busy with the flood's introspections on two cores.
 const REVOKE_BOUND: Duration = Duration::from_millis(2 * POLL_MS + 400);
-const MAX_INFLIGHT: u64 = 16;
+/// Below the flood's connections per worker, so the bound is reached.
+const MAX_INFLIGHT: u64 = 4;
 
 /// Flood tokens: well-formed (prefix, alphabet, checksum), never issued.
 fn made_up(n: usize) -> Vec<String> {
