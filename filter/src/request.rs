@@ -45,10 +45,8 @@ pub fn scan<'a>(pairs: &[(&'a [u8], &'a [u8])], strip_prefix: &str) -> Scan<'a> 
             if s.mcp_method.replace(value).is_some() {
                 s.repeated = Some("Mcp-Method");
             }
-        } else if name.eq_ignore_ascii_case(b"mcp-name") {
-            if s.mcp_name.replace(value).is_some() {
-                s.repeated = Some("Mcp-Name");
-            }
+        } else if name.eq_ignore_ascii_case(b"mcp-name") && s.mcp_name.replace(value).is_some() {
+            s.repeated = Some("Mcp-Name");
         }
         let stripped =
             name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix);

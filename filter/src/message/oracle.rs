@@ -69,7 +69,7 @@ impl Reader {
             .map(|(_, v)| v);
         match self {
             Reader::ExactFirstWins => hits.next(),
-            _ => hits.last(),
+            _ => hits.next_back(),
         }
     }
 
