@@ -80,62 +80,22 @@ fn trim(mut s: &[u8]) -> &[u8] {
 /// at any position, with its name percent-encoded or not (RFC 6750 §2.3 is
 /// not supported: URLs end up in logs and browser history).
 pub fn has_query_token(path: &[u8]) -> bool {
-    let Some(q) = path.iter().position(|&b| b == b'?') else {
+    let Some(query) = path.splitn(2, |&b| b == b'?').nth(1) else {
         return false;
     };
-    let query = &path[q + 1..];
-    let query = match query.iter().position(|&b| b == b'#') {
-        Some(h) => &query[..h],
-        None => query,
-    };
+    let query = query.split(|&b| b == b'#').next().unwrap_or(query);
     query.split(|&b| b == b'&' || b == b';').any(|param| {
-        let name = match param.iter().position(|&b| b == b'=') {
-            Some(eq) => &param[..eq],
-            None => param,
-        };
+        let name = param.split(|&b| b == b'=').next().unwrap_or(param);
         decoded_name_is(name, b"access_token")
     })
 }
 
-/// Compares a percent-encoded (or `+`-encoded) name with `want`, ignoring
-/// ASCII case, without allocating.
+/// Compares a percent-encoded name with `want`, ignoring ASCII case, without
+/// allocating. (`+` for a space needs no decoding: `want` has no spaces.)
 fn decoded_name_is(name: &[u8], want: &[u8]) -> bool {
-    let mut i = 0;
-    let mut w = 0;
-    while i < name.len() {
-        let byte = match name[i] {
-            b'%' => {
-                let hex = name.get(i + 1..i + 3).and_then(|h| {
-                    let hi = (h[0] as char).to_digit(16)?;
-                    let lo = (h[1] as char).to_digit(16)?;
-                    Some((hi * 16 + lo) as u8)
-                });
-                match hex {
-                    Some(b) => {
-                        i += 3;
-                        b
-                    }
-                    None => {
-                        i += 1;
-                        b'%'
-                    }
-                }
-            }
-            b'+' => {
-                i += 1;
-                b' '
-            }
-            b => {
-                i += 1;
-                b
-            }
-        };
-        match want.get(w) {
-            Some(c) if c.eq_ignore_ascii_case(&byte) => w += 1,
-            _ => return false,
-        }
-    }
-    w == want.len()
+    percent_encoding::percent_decode(name)
+        .map(|b| b.to_ascii_lowercase())
+        .eq(want.iter().map(u8::to_ascii_lowercase))
 }
 
 #[cfg(test)]

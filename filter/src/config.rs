@@ -406,7 +406,7 @@ impl Config {
                         h.strip_prefix
                     ),
                 );
-            } else if let Some((other, _)) = routing[..i].iter().find(|(_, n)| n == name) {
+            } else if let Some((other, _)) = routing.iter().take(i).find(|(_, n)| n == name) {
                 err(field, format!("{name:?} is already used by {other}"));
             }
         }
@@ -482,11 +482,10 @@ fn is_ambiguous_path(path: &[u8]) -> bool {
         return true;
     }
     path.windows(3).any(|w| {
-        w[0] == b'%'
-            && matches!(
-                (w[1], w[2].to_ascii_lowercase()),
-                (b'2', b'e') | (b'2', b'f') | (b'5', b'c')
-            )
+        matches!(
+            w,
+            [b'%', b'2', b'e' | b'E' | b'f' | b'F'] | [b'%', b'5', b'c' | b'C']
+        )
     })
 }
 

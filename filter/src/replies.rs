@@ -116,9 +116,11 @@ pub fn jsonrpc_error(
     data: Option<Value>,
     id: &Value,
 ) -> Reply {
-    let mut error = json!({"code": code, "message": message});
+    let mut error = serde_json::Map::new();
+    error.insert("code".into(), code.into());
+    error.insert("message".into(), message.into());
     if let Some(d) = data {
-        error["data"] = d;
+        error.insert("data".into(), d);
     }
     json_reply(
         status,

@@ -48,8 +48,9 @@ pub fn scan<'a>(pairs: &[(&'a [u8], &'a [u8])], strip_prefix: &str) -> Scan<'a> 
         } else if name.eq_ignore_ascii_case(b"mcp-name") && s.mcp_name.replace(value).is_some() {
             s.repeated = Some("Mcp-Name");
         }
-        let stripped =
-            name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix);
+        let stripped = name
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix));
         if stripped && !s.strip.iter().any(|n| n.eq_ignore_ascii_case(name)) {
             s.strip.push(name);
         }
@@ -69,10 +70,7 @@ pub enum Front<'a> {
 }
 
 pub fn front<'a>(cfg: &Config, s: &Scan<'a>) -> Front<'a> {
-    let path_only = match s.path.iter().position(|&b| b == b'?') {
-        Some(q) => &s.path[..q],
-        None => s.path,
-    };
+    let path_only = s.path.split(|&b| b == b'?').next().unwrap_or(s.path);
     if cfg.is_bypass(path_only) {
         return Front::Bypass;
     }

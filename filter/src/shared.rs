@@ -191,7 +191,11 @@ pub fn upsert(
 ) -> Option<Vec<SharedEntry>> {
     entries.retain(|e| !e.is_dead(now));
     if let Some(pos) = entries.iter().position(|e| e.sha == new.sha) {
-        if entries[pos].state == SharedState::Revoked && new.state != SharedState::Revoked {
+        if entries
+            .get(pos)
+            .is_some_and(|e| e.state == SharedState::Revoked)
+            && new.state != SharedState::Revoked
+        {
             return None;
         }
         entries.remove(pos);

@@ -100,25 +100,13 @@ fn bad_encoding(what: &str) -> ApiError {
     )
 }
 
-/// `application/x-www-form-urlencoded` decoding: `%XX` escapes and `+` for space.
+/// `application/x-www-form-urlencoded` decoding: `%XX` escapes and `+` for
+/// space. Like every URL parser, a `%` without two hex digits stays as it is
+/// (the parameter's own check then refuses it); bytes that are not UTF-8 are
+/// refused here.
 fn decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = b.get(i + 1..i + 3)?;
-                let s = core::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(s, 16).ok()?);
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    let bytes = percent_encoding::percent_decode_str(&s.replace('+', " ")).collect();
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]
@@ -166,13 +154,22 @@ mod tests {
         assert!(e.message.contains("takes no query parameters"));
         let e = Query::parse(Some("tenant=a&tenant=b"), &["tenant"]).unwrap_err();
         assert_eq!(e.code, "invalid_tenant");
-        for bad in ["tenant=%zz", "tenant=%4", "tenant=%ff", "%zz=1"] {
+        for bad in ["tenant=%ff", "tenant=%c3%28", "%ff=1", "tenant=a+%e2%82"] {
             assert_eq!(
                 Query::parse(Some(bad), &["tenant"]).unwrap_err().code,
                 "invalid_query",
                 "{bad}"
             );
         }
+        // A `%` without two hex digits stays as it is, as in any URL parser;
+        // the parameter's own check refuses it.
+        let q = Query::parse(Some("tenant=%zz%4"), &["tenant"]).unwrap();
+        assert_eq!(q.get("tenant"), Some("%zz%4"));
+        let e = Query::parse(Some("%zz=1"), &["tenant"]).unwrap_err();
+        assert_eq!(e.code, "unknown_parameter");
+        // `+` is a space, `%2B` a plus.
+        let q = Query::parse(Some("tenant=a+b%2Bc"), &["tenant"]).unwrap();
+        assert_eq!(q.get("tenant"), Some("a b+c"));
     }
 
     #[test]

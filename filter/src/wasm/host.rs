@@ -132,7 +132,9 @@ pub fn define_metrics() {
     METRIC_IDS.with(|ids| {
         let mut ids = ids.borrow_mut();
         for m in Metric::ALL {
-            ids[m as usize] = hostcalls::define_metric(MetricType::Counter, m.name()).ok();
+            if let Some(id) = ids.get_mut(m as usize) {
+                *id = hostcalls::define_metric(MetricType::Counter, m.name()).ok();
+            }
         }
     });
 }
@@ -145,7 +147,7 @@ pub fn add(m: Metric, n: u64) {
     if n == 0 {
         return;
     }
-    let id = METRIC_IDS.with(|ids| ids.borrow()[m as usize]);
+    let id = METRIC_IDS.with(|ids| ids.borrow().get(m as usize).copied().flatten());
     if let Some(id) = id {
         let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
     }
