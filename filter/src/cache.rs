@@ -28,25 +28,12 @@ pub fn key_of(token: &str) -> Key {
 
 /// Parses 64 lowercase hex characters (a `token_sha`).
 pub fn key_from_hex(hex: &str) -> Option<Key> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut key = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        key[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(key)
+    mcpgw_token::hex::decode_array(hex)
 }
 
 /// Lowercase hex of a key (the `token_sha`).
 pub fn hex_of(key: &Key) -> String {
-    mcpgw_token::format::hex(key)
+    mcpgw_token::hex::encode(key)
 }
 
 /// Why the token API says a token is not active.

@@ -5,6 +5,7 @@
 
 use crate::error::ApiError;
 use crate::ulid;
+use mcpgw_token::hex::encode as hex;
 
 /// Position after the last token of a page: `(created_at, id)`, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,25 +71,11 @@ fn parse_i64(s: &str) -> Option<i64> {
     canonical.then(|| s.parse().ok()).flatten()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    mcpgw_token::format::hex(bytes)
-}
-
 fn unhex(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    if b.is_empty() || !b.len().is_multiple_of(2) || b.len() > 256 {
+    if s.is_empty() || s.len() > 256 {
         return None;
     }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let bytes = b
-        .chunks_exact(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect::<Option<Vec<u8>>>()?;
-    String::from_utf8(bytes).ok()
+    String::from_utf8(mcpgw_token::hex::decode(s)?).ok()
 }
 
 #[cfg(test)]

@@ -103,23 +103,12 @@ pub fn generate() -> Result<String, getrandom::Error> {
 
 /// Lowercase hex SHA-256 of the full raw token: the only form kept at rest.
 pub fn sha256_hex(token: &str) -> String {
-    hex(&sha256(token))
+    crate::hex::encode(&sha256(token))
 }
 
 /// SHA-256 of the full raw token, as bytes (`sha256_hex` is its hex).
 pub fn sha256(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-/// Lowercase hex of any bytes (SHA-256 digests of tokens and keys).
-pub fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 0xf) as usize] as char);
-    }
-    s
 }
 
 /// Non-secret display hint: the prefix plus the first [`HINT_CHARS`] secret

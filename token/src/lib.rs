@@ -3,6 +3,7 @@
 //! and the JSON of introspection and the revocations feed (docs/DESIGN.md §6).
 
 pub mod format;
+pub mod hex;
 pub mod scopes;
 pub mod uri;
 pub mod wire;

@@ -23,8 +23,8 @@ pub enum Op {
     Pairs,
     /// `mcpgw_token::format::validate` of a token (prefix, alphabet, CRC32): no host call.
     Validate,
-    /// The cache key as the filter computes it: SHA-256 as hex, decoded back
-    /// to 32 bytes. No host call.
+    /// The cache key as the filter computes it: the token's SHA-256 as
+    /// bytes. No host call.
     Sha256,
 }
 

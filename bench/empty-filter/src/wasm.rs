@@ -147,19 +147,9 @@ impl HttpContext for Probe {
     }
 }
 
-/// `filter::cache::key_of`: the shared `sha256_hex`, decoded to bytes.
+/// `filter::cache::key_of`: the token's SHA-256 as bytes.
 fn cache_key(token: &str) -> [u8; 32] {
-    let hex = mcpgw_token::format::sha256_hex(token);
-    let mut key = [0u8; 32];
-    for (k, pair) in key.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => 0,
-        };
-        *k = nibble(pair[0]) << 4 | nibble(pair[1]);
-    }
-    key
+    mcpgw_token::format::sha256(token)
 }
 
 /// Takes back a buffer the host allocated through `proxy_on_memory_allocate`.

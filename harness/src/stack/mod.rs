@@ -281,5 +281,5 @@ async fn start_token_api(data: &Path, ports: Ports, admin_key: &str) -> anyhow::
 pub fn random_admin_key() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(mcpgw_token::format::hex(&bytes))
+    Ok(mcpgw_token::hex::encode(&bytes))
 }

@@ -98,11 +98,6 @@ fn constant_time_compare() {
     assert!(ct_eq(b"", b""));
 }
 
-#[test]
-fn hex_is_lowercase() {
-    assert_eq!(hex(&[0x00, 0xAB, 0xff]), "00abff");
-}
-
 fn any_secret() -> impl Strategy<Value = [u8; 32]> {
     proptest::array::uniform32(any::<u8>())
 }
