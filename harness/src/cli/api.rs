@@ -49,7 +49,7 @@ impl ApiClient {
         let resp = req.send().await.map_err(|e| {
             anyhow!(
                 "cannot reach the token API at {}: {e}\n  \
-                 is it running? start it with `mcpgw serve-token-api` or `just up`, \
+                 is it running? start it with `mcpgw serve-token-api` or `./just up`, \
                  or point --api / MCPGW_API at it",
                 self.base
             )

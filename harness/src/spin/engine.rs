@@ -44,7 +44,7 @@ pub fn component(engine: &Engine, path: &Path) -> Result<Component, String> {
 
     let meta = std::fs::metadata(path).map_err(|e| {
         format!(
-            "component {} cannot be read ({e}); build it first with `just build`",
+            "component {} cannot be read ({e}); build it first with `./just build`",
             path.display()
         )
     })?;

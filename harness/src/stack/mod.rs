@@ -36,7 +36,7 @@ pub fn filter_wasm() -> anyhow::Result<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip1/release/filter.wasm"));
     if !path.is_file() {
-        bail!("{} is missing: run `just build` first", path.display());
+        bail!("{} is missing: run `./just build` first", path.display());
     }
     Ok(path)
 }
