@@ -67,9 +67,27 @@ build: toolchain
     cargo build -p token-api --target wasm32-wasip2 --release
     @ls -l {{filter_wasm}} {{token_api_wasm}} | awk '{print $5, $9}'
 
-# Run every test: unit tests, both hosts against the real .wasm files, real Envoy, the console in Chromium.
-test: build envoy pydeps browser
+# Install skopeo (Debian package, as root) to check the packaged filter image; says what to do elsewhere.
+skopeo:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if command -v skopeo >/dev/null; then exit 0; fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing skopeo (Debian package) to check the packaged filter image"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q skopeo >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q skopeo >/dev/null; }
+    else
+        echo "skopeo is missing: install it (Debian/Ubuntu: sudo apt-get install skopeo; Fedora: sudo dnf install skopeo; macOS: brew install skopeo)" >&2
+        exit 1
+    fi
+
+# Run every test: unit tests, both hosts against the real .wasm files, real Envoy, the console in Chromium, the deploy kit.
+test: build envoy pydeps browser skopeo
     cargo test --workspace --no-fail-fast
+
+# Write filter.wasm as an OCI image layout in deploy/out/filter-oci (tags <version> and <version>-wasm) for Istio and Envoy Gateway.
+package *ARGS: build
+    cargo run -q -p harness --bin mcpgw -- package {{ARGS}}
 
 # Formatting check and clippy (host and wasm targets), warnings are errors.
 lint: toolchain

@@ -47,6 +47,21 @@ pub enum Command {
     DemoBackend(DemoBackendArgs),
     /// Run the local stack: token API, demo backends, Envoy; mint demo tokens.
     Up(UpArgs),
+    /// Write filter.wasm as an OCI image (local OCI layout) for Istio and Envoy Gateway.
+    Package(PackageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// The filter module (default: the release build, `./just build`).
+    #[arg(long)]
+    pub wasm: Option<PathBuf>,
+    /// The OCI image layout directory to write (replaced if it holds one).
+    #[arg(long, default_value = "deploy/out/filter-oci")]
+    pub out: PathBuf,
+    /// Tag of the compat image; the oci variant gets `<tag>-wasm`.
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    pub tag: String,
 }
 
 #[derive(Debug, Args)]
@@ -210,8 +225,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(a) => return check::run(a, json).await,
         Command::DemoBackend(a) => demo_backend(a).await?,
         Command::Up(a) => up::run(a).await?,
+        Command::Package(a) => package(a, json)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn package(a: PackageArgs, json: bool) -> anyhow::Result<()> {
+    use crate::package::Variant;
+    let wasm = match a.wasm {
+        Some(w) => w,
+        None => crate::stack::filter_wasm()?,
+    };
+    let p = crate::package::package(&wasm, &a.out, &a.tag)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+        return Ok(());
+    }
+    let layout = p.layout.display();
+    println!(
+        "wrote the OCI image layout {layout} from {} ({} bytes, sha256 {})",
+        p.wasm.display(),
+        p.wasm_size,
+        p.wasm_sha256
+    );
+    for t in &p.tags {
+        let what = match t.variant {
+            Variant::Compat => "compat variant: Istio, Envoy Gateway, any registry",
+            Variant::Oci => "oci variant: registries that take custom media types",
+        };
+        println!("  {:<14} {}  ({what})", t.tag, t.digest);
+    }
+    if let Some(t) = p.tags.first() {
+        println!(
+            "push:  skopeo copy oci:{layout}:{tag} docker://REGISTRY/mcpgw/filter:{tag}\n\
+             pin:   REGISTRY/mcpgw/filter@{digest} (deploy/README.md)",
+            tag = t.tag,
+            digest = t.digest
+        );
+    }
+    Ok(())
 }
 
 async fn demo_backend(a: DemoBackendArgs) -> anyhow::Result<()> {
