@@ -172,18 +172,7 @@ impl TokenApi {
 
     /// SIGTERM by PID, then wait; SIGKILL if it lingers.
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
-                .await
-                .is_ok()
-            {
-                return;
-            }
-        }
-        let _ = self.child.kill().await;
+        harness::stack::envoy::stop_child(&mut self.child).await;
     }
 }
 

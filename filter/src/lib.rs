@@ -10,7 +10,7 @@ pub mod bearer;
 pub mod cache;
 pub mod coalesce;
 pub mod config;
-pub mod headermap;
+pub use mcpgw_token::headermap;
 pub mod introspect;
 pub mod jsonrpc;
 pub mod memo;

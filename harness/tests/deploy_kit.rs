@@ -321,6 +321,19 @@ fn skopeo(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `skopeo copy` of one tag into a `dir:` layout, which checks every blob
+/// against its digest and size on the way.
+fn copy_out(layout: &str, tag: &str, to: PathBuf) -> PathBuf {
+    let (ok, _, stderr) = skopeo(&[
+        "copy",
+        "--quiet",
+        &format!("oci:{layout}:{tag}"),
+        &format!("dir:{}", to.display()),
+    ]);
+    assert!(ok, "skopeo copy {tag}: {stderr}");
+    to
+}
+
 /// The file a `skopeo copy … dir:` wrote for a blob.
 fn copied_blob(dir: &Path, digest: &str) -> Vec<u8> {
     std::fs::read(dir.join(digest.trim_start_matches("sha256:"))).unwrap()
@@ -378,14 +391,7 @@ fn mcpgw_package_writes_an_image_skopeo_reads_and_copies() {
 
     // A copy checks every blob against its digest; the copied layer unpacks
     // to the very module that was built.
-    let copy = dir.path().join("compat-copy");
-    let (ok, _, stderr) = skopeo(&[
-        "copy",
-        "--quiet",
-        &format!("oci:{layout}:{tag}"),
-        &format!("dir:{}", copy.display()),
-    ]);
-    assert!(ok, "skopeo copy: {stderr}");
+    let copy = copy_out(layout, &tag, dir.path().join("compat-copy"));
     let layer = copied_blob(&copy, layers[0].as_str().unwrap());
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(layer.as_slice()));
     let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
@@ -406,13 +412,6 @@ fn mcpgw_package_writes_an_image_skopeo_reads_and_copies() {
     let manifest: Value = serde_json::from_str(&raw).unwrap();
     let module = &manifest["layers"][1];
     assert_eq!(module["mediaType"], media::WASM_LAYER);
-    let copy = dir.path().join("oci-copy");
-    let (ok, _, stderr) = skopeo(&[
-        "copy",
-        "--quiet",
-        &format!("oci:{layout}:{tag}"),
-        &format!("dir:{}", copy.display()),
-    ]);
-    assert!(ok, "skopeo copy: {stderr}");
+    let copy = copy_out(layout, &tag, dir.path().join("oci-copy"));
     assert!(copied_blob(&copy, module["digest"].as_str().unwrap()) == wasm);
 }

@@ -2,6 +2,7 @@
 //! of guest memory, copies into memory the guest allocates, and the ABI's
 //! serialised header-map format.
 
+use mcpgw_token::headermap;
 use wasmtime::{Caller, Memory, TypedFunc};
 
 use super::abi::Status;
@@ -89,56 +90,32 @@ pub(crate) fn copy_out(
     Ok(write_u32(caller, ptr_ptr, ptr).and_then(|()| write_u32(caller, size_ptr, len)))
 }
 
-/// Serialises header pairs: `count`, then `(name_len, value_len)` per pair,
-/// then each name and value followed by a NUL.
+/// Serialises header pairs in the ABI's map format
+/// (`mcpgw_token::headermap`); an empty map is no bytes at all, as Envoy
+/// hands it over.
 pub(crate) fn encode_pairs(pairs: &[(String, String)]) -> Vec<u8> {
     if pairs.is_empty() {
         return Vec::new();
     }
-    let mut out = Vec::new();
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
+    let raw: Vec<(&[u8], &[u8])> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect();
+    headermap::encode(&raw)
 }
 
 /// Parses the serialised pair format; like Envoy, anything truncated or
 /// malformed reads as no pairs at all.
 pub(crate) fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
-    fn u32_at(b: &[u8], at: usize) -> Option<usize> {
-        let word: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        Some(u32::from_le_bytes(word) as usize)
-    }
-    let parse = || -> Option<Vec<(String, String)>> {
-        let count = u32_at(bytes, 0)?;
-        let mut lens = Vec::with_capacity(count.min(1024));
-        for i in 0..count {
-            let at = 4usize.checked_add(i.checked_mul(8)?)?;
-            lens.push((u32_at(bytes, at)?, u32_at(bytes, at + 4)?));
-        }
-        let mut p = 4usize.checked_add(count.checked_mul(8)?)?;
-        let mut pairs = Vec::with_capacity(lens.len());
-        for (kl, vl) in lens {
-            let k = bytes.get(p..p.checked_add(kl)?)?;
-            p = p.checked_add(kl + 1)?;
-            let v = bytes.get(p..p.checked_add(vl)?)?;
-            p = p.checked_add(vl + 1)?;
-            pairs.push((
-                String::from_utf8_lossy(k).into_owned(),
-                String::from_utf8_lossy(v).into_owned(),
-            ));
-        }
-        Some(pairs)
-    };
-    parse().unwrap_or_default()
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    headermap::decode(bytes)
+        .map(|pairs| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| (lossy(k), lossy(v)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -144,19 +144,25 @@ impl Envoy {
 
     /// SIGTERM by PID, then wait; SIGKILL if it lingers.
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
-                .await
-                .is_ok()
-            {
-                return;
-            }
-        }
-        let _ = self.child.kill().await;
+        stop_child(&mut self.child).await;
     }
+}
+
+/// Stops a child process as a process manager would: SIGTERM by PID, then
+/// wait up to 5 s; SIGKILL if it lingers.
+pub async fn stop_child(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = child.kill().await;
 }
 
 /// `wasmcustom.mcp_auth.allowed: 3` lines → `{"mcp_auth.allowed": 3}`.

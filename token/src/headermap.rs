@@ -1,4 +1,6 @@
-//! Decoding of the proxy-wasm serialized header map.
+//! The proxy-wasm serialized header map, for both sides of the ABI: the
+//! filter decodes what Envoy hands it, the harness's host encodes what it
+//! hands the filter and decodes what the filter sets.
 //!
 //! The SDK's own decoder allocates two buffers per header and panics on a
 //! value that is not UTF-8 (Envoy accepts such bytes from clients). This one
@@ -33,7 +35,7 @@ pub fn decode(buf: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     Some(pairs)
 }
 
-/// Encodes pairs in the same layout (used by tests and by hosts in tests).
+/// Encodes pairs in the same layout (what a host hands the guest).
 pub fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
