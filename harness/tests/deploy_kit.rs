@@ -33,34 +33,47 @@ fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     found[0]
 }
 
+/// Where a manifest's filter calls the token API.
+struct TokenApiPlace {
+    cluster: String,
+    feed_cluster: String,
+    authority: String,
+}
+
 /// Checks `config` is the harness's filter configuration apart from where the
-/// token API is; returns `(cluster, authority)` for the caller to match with
-/// what the platform defines.
-fn same_filter_config(what: &str, config: &Value) -> (String, String) {
+/// token API is, which the caller matches with what the platform defines.
+fn same_filter_config(what: &str, config: &Value) -> TokenApiPlace {
     let mut ours = config.clone();
     let mut want = stack::default_filter_config();
-    let mut place = Vec::new();
-    for key in ["cluster", "authority"] {
+    let mut take = |key: &str| {
+        want["token_api"].as_object_mut().unwrap().remove(key);
         let v = ours["token_api"]
             .as_object_mut()
             .and_then(|t| t.remove(key))
             .unwrap_or_else(|| panic!("{what}: no token_api.{key}"));
-        place.push(v.as_str().unwrap_or_default().to_string());
-        want["token_api"].as_object_mut().unwrap().remove(key);
-    }
+        v.as_str().unwrap_or_default().to_string()
+    };
+    let place = TokenApiPlace {
+        cluster: take("cluster"),
+        feed_cluster: take("feed_cluster"),
+        authority: take("authority"),
+    };
     assert_eq!(
         ours, want,
         "{what}: the filter configuration differs from the harness's \
          (harness/src/stack/mod.rs default_filter_config)"
     );
-    (place[0].clone(), place[1].clone())
+    // Feed polls get their own connection pool, as in envoy/gateway.yaml.
+    assert_ne!(place.cluster, place.feed_cluster, "{what}");
+    place
 }
 
 #[test]
 fn istio_wasmplugin_is_fail_closed_and_calls_its_service_entry() {
     let docs = documents("istio/wasmplugin.yaml");
     let plugin = &kind(&docs, "WasmPlugin")["spec"];
-    let (cluster, authority) = same_filter_config("WasmPlugin", &plugin["pluginConfig"]);
+    let place = same_filter_config("WasmPlugin", &plugin["pluginConfig"]);
+    let authority = place.authority.as_str();
     assert_eq!(plugin["failStrategy"], "FAIL_CLOSE");
     assert_eq!(plugin["pluginName"], ROOT_ID);
     assert_eq!(plugin["type"], "HTTP");
@@ -73,28 +86,30 @@ fn istio_wasmplugin_is_fail_closed_and_calls_its_service_entry() {
 
     let entry = &kind(&docs, "ServiceEntry")["spec"];
     assert_eq!(entry["hosts"], json!([authority]));
-    let port = entry["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["protocol"] == "HTTP")
-        .expect("an HTTP port for the callouts");
-    let number = port["number"].as_u64().unwrap();
-    assert_eq!(cluster, format!("outbound|{number}||{authority}"));
-    assert_eq!(port["targetPort"], 443);
-
-    // The callouts leave as TLS: the DestinationRule originates it on that port.
     let rule = &kind(&docs, "DestinationRule")["spec"];
     assert_eq!(rule["host"], authority);
-    let tls = rule["trafficPolicy"]["portLevelSettings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["port"]["number"] == number)
-        .map(|s| &s["tls"])
-        .expect("TLS settings for the callout port");
-    assert_eq!(tls["mode"], "SIMPLE");
-    assert_eq!(tls["sni"], authority);
+    // Istio names the cluster of a ServiceEntry port outbound|<port>||<host>.
+    for cluster in [&place.cluster, &place.feed_cluster] {
+        let port = entry["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| *cluster == format!("outbound|{}||{authority}", p["number"]))
+            .unwrap_or_else(|| panic!("no ServiceEntry port makes {cluster}"));
+        assert_eq!(port["protocol"], "HTTP");
+        assert_eq!(port["targetPort"], 443);
+        // The callouts leave as TLS: the DestinationRule originates it.
+        let tls = rule["trafficPolicy"]["portLevelSettings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["port"]["number"] == port["number"])
+            .map(|s| &s["tls"])
+            .unwrap_or_else(|| panic!("no TLS settings for {cluster}"));
+        assert_eq!(tls["mode"], "SIMPLE");
+        assert_eq!(tls["sni"], authority);
+        assert_eq!(tls["subjectAltNames"], json!([authority]));
+    }
 }
 
 #[test]
@@ -103,7 +118,8 @@ fn envoy_gateway_policy_is_fail_closed_and_calls_its_backend_over_tls() {
     let policy = &kind(&docs, "EnvoyExtensionPolicy")["spec"];
     assert_eq!(policy["targetRefs"][0]["kind"], "Gateway");
     let wasm = &policy["wasm"][0];
-    let (cluster, authority) = same_filter_config("EnvoyExtensionPolicy", &wasm["config"]);
+    let place = same_filter_config("EnvoyExtensionPolicy", &wasm["config"]);
+    let authority = place.authority.as_str();
     assert_eq!(wasm["failOpen"], false);
     assert_eq!(wasm["rootID"], ROOT_ID);
     assert_eq!(wasm["code"]["type"], "Image");
@@ -120,20 +136,23 @@ fn envoy_gateway_policy_is_fail_closed_and_calls_its_backend_over_tls() {
     // Envoy Gateway names a route rule's cluster httproute/<ns>/<name>/rule/<i>.
     let route = kind(&docs, "HTTPRoute");
     let meta = &route["metadata"];
-    let rule = &route["spec"]["rules"][0];
-    assert_eq!(
-        cluster,
-        format!(
-            "httproute/{}/{}/rule/0",
-            meta["namespace"].as_str().unwrap(),
-            meta["name"].as_str().unwrap()
-        )
+    let prefix = format!(
+        "httproute/{}/{}/rule/",
+        meta["namespace"].as_str().unwrap(),
+        meta["name"].as_str().unwrap()
     );
-    assert_eq!(rule["backendRefs"][0]["name"], backend["metadata"]["name"]);
-    assert_eq!(rule["backendRefs"][0]["kind"], "Backend");
-    // The route only matches a header the filter strips from every client.
-    let header = rule["matches"][0]["headers"][0]["name"].as_str().unwrap();
-    assert!(header.starts_with("x-mcp-"), "{header}");
+    for cluster in [&place.cluster, &place.feed_cluster] {
+        let index: usize = cluster
+            .strip_prefix(&prefix)
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("{cluster} is not a rule of {prefix}…"));
+        let rule = &route["spec"]["rules"][index];
+        assert_eq!(rule["backendRefs"][0]["name"], backend["metadata"]["name"]);
+        assert_eq!(rule["backendRefs"][0]["kind"], "Backend");
+        // The rule only matches a header the filter strips from every client.
+        let header = rule["matches"][0]["headers"][0]["name"].as_str().unwrap();
+        assert!(header.starts_with("x-mcp-"), "{header}");
+    }
 
     let tls = &kind(&docs, "BackendTLSPolicy")["spec"];
     assert_eq!(tls["targetRefs"][0]["kind"], "Backend");
@@ -235,20 +254,31 @@ fn production_bootstrap_is_hardened_and_carries_the_harness_filter_config() {
     assert_eq!(wasm["root_id"], ROOT_ID);
     let config: Value =
         serde_json::from_str(wasm["configuration"]["value"].as_str().unwrap()).unwrap();
-    let (cluster, authority) = same_filter_config("deploy/envoy/envoy.yaml", &config);
+    let place = same_filter_config("deploy/envoy/envoy.yaml", &config);
 
     let clusters = boot["static_resources"]["clusters"].as_array().unwrap();
-    let api = clusters
-        .iter()
-        .find(|c| c["name"] == cluster.as_str())
-        .unwrap_or_else(|| panic!("no cluster {cluster}"));
-    let tls = &api["transport_socket"]["typed_config"];
-    assert!(tls["@type"]
-        .as_str()
-        .unwrap()
-        .ends_with("UpstreamTlsContext"));
-    assert_eq!(tls["sni"], authority);
-    assert!(tls["common_tls_context"]["validation_context"]["trusted_ca"].is_object());
+    for cluster in [&place.cluster, &place.feed_cluster] {
+        let api = clusters
+            .iter()
+            .find(|c| c["name"] == cluster.as_str())
+            .unwrap_or_else(|| panic!("no cluster {cluster}"));
+        let tls = &api["transport_socket"]["typed_config"];
+        assert!(tls["@type"]
+            .as_str()
+            .unwrap()
+            .ends_with("UpstreamTlsContext"));
+        assert_eq!(tls["sni"], place.authority);
+        let validation = &tls["common_tls_context"]["validation_context"];
+        assert!(validation["trusted_ca"].is_object(), "{cluster}: no CA");
+        assert_eq!(
+            validation["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+            place.authority
+        );
+        assert!(
+            api["circuit_breakers"].is_object(),
+            "{cluster}: no breakers"
+        );
+    }
 }
 
 #[test]

@@ -350,18 +350,16 @@ pub fn feed_path(since: &str) -> String {
     out.push_str(REVOCATIONS_PATH);
     out.push_str("?since=");
     // Cursors are opaque: encode whatever they hold.
-    for b in since.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-    }
+    out.extend(percent_encoding::utf8_percent_encode(since, UNRESERVED));
     out
 }
+
+/// RFC 3986 unreserved characters stay as they are; everything else is escaped.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 #[cfg(test)]
 mod tests;
