@@ -10,7 +10,8 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
-use super::bindings::{sqlite, variables};
+use super::bindings::{postgres, sqlite, variables};
+use super::postgres::PgHost;
 use super::sqlite::SqliteHost;
 use super::state::{InstanceState, VariablesHost};
 
@@ -76,6 +77,7 @@ pub fn service_pre(
     wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(link)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link)?;
     sqlite::add_to_linker::<_, SqliteHost>(&mut linker, InstanceState::sqlite).map_err(link)?;
+    postgres::add_to_linker::<_, PgHost>(&mut linker, InstanceState::pg).map_err(link)?;
     variables::add_to_linker::<_, VariablesHost>(&mut linker, InstanceState::variables)
         .map_err(link)?;
 

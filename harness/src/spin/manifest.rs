@@ -1,6 +1,6 @@
 //! The subset of a Spin application manifest (`spin.toml`, manifest version 2)
 //! that the host acts on: HTTP triggers, component sources, SQLite databases,
-//! environment and variables.
+//! allowed outbound hosts, environment and variables.
 //!
 //! Fields the host cannot honour (key-value stores, mounted files, inline
 //! components) are refused at load time rather than silently ignored, so a
@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use super::allowed_hosts::AllowedHost;
 
 /// A loaded manifest, with paths resolved against the manifest's directory.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +52,9 @@ pub struct ComponentDecl {
     pub source: PathBuf,
     /// `sqlite_databases` labels the component may open.
     pub sqlite_databases: Vec<String>,
+    /// `allowed_outbound_hosts` as written (`{{ name }}` templates are filled
+    /// in at start, from the application variables).
+    pub allowed_outbound_hosts: Vec<String>,
     /// `[component.<id>.variables]`: component key -> template.
     pub variables: BTreeMap<String, String>,
     /// `environment`: passed to the guest as WASI environment variables.
@@ -135,11 +140,18 @@ impl Manifest {
                     ))
                 }
             };
+            for entry in &c.allowed_outbound_hosts {
+                // Templates can only be checked once the variables have values.
+                if !entry.contains("{{") {
+                    check_outbound(entry).map_err(|e| format!("component {id:?}: {e}"))?;
+                }
+            }
             components.insert(
                 id,
                 ComponentDecl {
                     source,
                     sqlite_databases: c.sqlite_databases,
+                    allowed_outbound_hosts: c.allowed_outbound_hosts,
                     variables: c.variables,
                     environment: c.environment,
                 },
@@ -187,6 +199,19 @@ impl Manifest {
             http_triggers,
             components,
         })
+    }
+}
+
+/// Parses one `allowed_outbound_hosts` entry and refuses what this host
+/// cannot honour: it provides outbound PostgreSQL only (no HTTP, Redis,
+/// MySQL or MQTT), so an entry for another scheme would be silently useless.
+pub fn check_outbound(entry: &str) -> Result<AllowedHost, String> {
+    let host = AllowedHost::parse(entry).map_err(|e| format!("allowed_outbound_hosts: {e}"))?;
+    match host.scheme() {
+        None | Some("postgres") => Ok(host),
+        Some(other) => Err(format!(
+            "allowed_outbound_hosts entry {entry:?}: this host provides outbound postgres:// only, not {other}://"
+        )),
     }
 }
 
@@ -255,6 +280,8 @@ struct RawComponent {
     #[serde(default)]
     sqlite_databases: Vec<String>,
     #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
     key_value_stores: Vec<String>,
     #[serde(default)]
     files: Vec<toml::Value>,
@@ -292,7 +319,7 @@ component = "token-api"
 [component.token-api]
 source = "../target/wasm32-wasip2/release/token_api.wasm"
 sqlite_databases = ["default"]
-allowed_outbound_hosts = []
+allowed_outbound_hosts = ["postgres://{{ db_host }}", "postgres://10.0.0.0/8:*"]
 environment = { RUST_LOG = "info" }
 
 [component.token-api.variables]
@@ -324,6 +351,13 @@ command = "cargo build --target wasm32-wasip2 --release"
             Path::new("/app/../target/wasm32-wasip2/release/token_api.wasm")
         );
         assert_eq!(c.sqlite_databases, vec!["default".to_string()]);
+        assert_eq!(
+            c.allowed_outbound_hosts,
+            vec![
+                "postgres://{{ db_host }}".to_string(),
+                "postgres://10.0.0.0/8:*".to_string()
+            ]
+        );
         assert_eq!(c.variables["cache_ttl_s"], "{{ cache_ttl_s }}");
         assert_eq!(c.environment["RUST_LOG"], "info");
         assert!(m.variables["admin_key_sha256"].required);
@@ -370,6 +404,14 @@ command = "cargo build --target wasm32-wasip2 --release"
             (
                 GOOD.replace("route = \"/...\"", "route = { private = true }"),
                 "private routes",
+            ),
+            (
+                GOOD.replace("postgres://10.0.0.0/8:*", "https://api.example.com"),
+                "postgres:// only",
+            ),
+            (
+                GOOD.replace("postgres://10.0.0.0/8:*", "db.internal:5432"),
+                "no scheme",
             ),
         ];
         for (text, needle) in cases {

@@ -3,8 +3,10 @@
 //! Reads the application's `spin.toml` (manifest version 2) and serves its
 //! HTTP triggers on a loopback address the way `spin up` would:
 //! `wasi:http/handler@0.3.0` with a fresh component instance per request,
-//! `spin:sqlite@3.1.0` on `<data dir>/sqlite_db.db`, `spin:variables@3.0.0`
-//! from the manifest, `SPIN_VARIABLE_*` and `--variable` values.
+//! `spin:sqlite@3.1.0` on `<data dir>/sqlite_db.db`, `spin:postgres@4.2.0`
+//! to the servers the component's `allowed_outbound_hosts` allow,
+//! `spin:variables@3.0.0` from the manifest, `SPIN_VARIABLE_*` and
+//! `--variable` values.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), harness::spin::StartError> {
@@ -17,9 +19,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod allowed_hosts;
 mod bindings;
 mod engine;
 pub mod manifest;
+pub mod postgres;
 pub mod routes;
 mod server;
 pub mod sqlite;
@@ -35,7 +39,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use allowed_hosts::AllowedHosts;
 use manifest::{Manifest, ManifestError};
+use postgres::{PgCtx, Pools};
 use server::{App, ServedComponent};
 use sqlite::{Databases, SqliteCtx};
 use state::ComponentVariables;
@@ -111,23 +117,24 @@ impl TokenApiHost {
     /// [`Running::shutdown`].
     pub async fn start(opts: SpinOptions) -> Result<Running, StartError> {
         let manifest = Manifest::load(&opts.manifest)?;
-        let resolved = variables::resolve(
-            &manifest.variables,
-            &opts.variables,
-            |name| {
-                opts.env_variables
-                    .then(|| std::env::var(name).ok())
-                    .flatten()
-            },
+        let variables_error = |source| StartError::Variables {
+            manifest: manifest.path.clone(),
+            source,
+        };
+        let app_values = variables::app_values(&manifest.variables, &opts.variables, |name| {
+            opts.env_variables
+                .then(|| std::env::var(name).ok())
+                .flatten()
+        })
+        .map_err(variables_error)?;
+        let resolved = variables::resolve_components(
+            &app_values,
             manifest
                 .components
                 .iter()
                 .map(|(id, c)| (id.as_str(), &c.variables)),
         )
-        .map_err(|source| StartError::Variables {
-            manifest: manifest.path.clone(),
-            source,
-        })?;
+        .map_err(variables_error)?;
 
         let router =
             routes::Router::new(manifest.http_triggers.iter().map(|t| t.route.as_str()))
@@ -169,6 +176,8 @@ impl TokenApiHost {
         let databases = Arc::new(databases);
 
         let engine = engine::engine().map_err(StartError::Component)?.clone();
+        // One set of PostgreSQL pools for the application, as Spin keeps.
+        let pg_pools = Arc::new(Pools::default());
         let mut components = Vec::new();
         for id in &served_ids {
             let decl = &manifest.components[*id];
@@ -180,6 +189,8 @@ impl TokenApiHost {
             .await
             .map_err(|e| StartError::Component(e.to_string()))?
             .map_err(StartError::Component)?;
+            let allowed = allowed_hosts(id, &decl.allowed_outbound_hosts, &app_values)
+                .map_err(|e| StartError::Component(format!("{}: {e}", manifest.path.display())))?;
             components.push(ServedComponent {
                 id: id.to_string(),
                 pre,
@@ -191,6 +202,10 @@ impl TokenApiHost {
                             .cloned()
                             .collect::<HashSet<_>>(),
                     ),
+                },
+                pg: PgCtx {
+                    pools: pg_pools.clone(),
+                    allowed: Arc::new(allowed),
                 },
                 variables: ComponentVariables {
                     component: id.to_string(),
@@ -237,6 +252,22 @@ impl TokenApiHost {
             task,
         })
     }
+}
+
+/// A component's `allowed_outbound_hosts` with its templates filled in.
+fn allowed_hosts(
+    component: &str,
+    entries: &[String],
+    values: &BTreeMap<String, String>,
+) -> Result<AllowedHosts, String> {
+    let mut rendered = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let e = variables::render(entry, values)
+            .map_err(|e| format!("component {component:?} allowed_outbound_hosts: {e}"))?;
+        manifest::check_outbound(&e).map_err(|e| format!("component {component:?}: {e}"))?;
+        rendered.push(e);
+    }
+    AllowedHosts::parse(&rendered).map_err(|e| format!("component {component:?}: {e}"))
 }
 
 /// A serving host. Dropping it without [`Running::shutdown`] stops accepting

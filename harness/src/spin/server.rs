@@ -20,6 +20,7 @@ use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::WasiHttpCtx;
 
+use super::postgres::PgCtx;
 use super::routes::{RouteMatch, Router};
 use super::sqlite::SqliteCtx;
 use super::state::{ComponentVariables, InstanceState, NoOutboundHttp};
@@ -30,6 +31,7 @@ pub struct ServedComponent {
     pub id: String,
     pub pre: ServicePre<InstanceState>,
     pub sqlite: SqliteCtx,
+    pub pg: PgCtx,
     pub variables: ComponentVariables,
     pub environment: Vec<(String, String)>,
 }
@@ -225,6 +227,7 @@ async fn run(
         http: WasiHttpCtx::new(),
         hooks: NoOutboundHttp,
         sqlite: component.sqlite.clone(),
+        pg: component.pg.clone(),
         variables: component.variables.clone(),
     };
     let mut store = Store::new(&app.engine, state);

@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::variables;
+use super::postgres::{PgCtx, PgView};
 use super::sqlite::{SqliteCtx, SqliteView};
 use super::variables::validate_name;
 
@@ -20,6 +21,7 @@ pub struct InstanceState {
     pub http: WasiHttpCtx,
     pub hooks: NoOutboundHttp,
     pub sqlite: SqliteCtx,
+    pub pg: PgCtx,
     pub variables: ComponentVariables,
 }
 
@@ -46,6 +48,13 @@ impl InstanceState {
     pub fn sqlite(&mut self) -> SqliteView<'_> {
         SqliteView {
             ctx: &self.sqlite,
+            table: &mut self.table,
+        }
+    }
+
+    pub fn pg(&mut self) -> PgView<'_> {
+        PgView {
+            ctx: &self.pg,
             table: &mut self.table,
         }
     }

@@ -73,6 +73,17 @@ pub fn resolve<'a>(
     env: impl Fn(&str) -> Option<String>,
     components: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>, VariablesError> {
+    let values = app_values(declared, overrides, env)?;
+    resolve_components(&values, components)
+}
+
+/// The value of every application variable: `--variable`, then
+/// `SPIN_VARIABLE_<NAME>`, then the declared default.
+pub fn app_values(
+    declared: &BTreeMap<String, VariableDecl>,
+    overrides: &BTreeMap<String, String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>, VariablesError> {
     for name in overrides.keys() {
         if !declared.contains_key(name) {
             return Err(VariablesError::UnknownOverride {
@@ -98,9 +109,16 @@ pub fn resolve<'a>(
                 name: name.clone(),
                 env: env_name,
             })?;
-        values.insert(name.as_str(), value);
+        values.insert(name.clone(), value);
     }
+    Ok(values)
+}
 
+/// Each component's `[component.<id>.variables]` with its templates filled in.
+pub fn resolve_components<'a>(
+    values: &BTreeMap<String, String>,
+    components: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, VariablesError> {
     let mut resolved = BTreeMap::new();
     for (component, templates) in components {
         let mut out = BTreeMap::new();
@@ -111,15 +129,16 @@ pub fn resolve<'a>(
                 reason,
             };
             validate_name(key).map_err(|r| invalid(format!("invalid key: {r}")))?;
-            out.insert(key.clone(), render(template, &values).map_err(invalid)?);
+            out.insert(key.clone(), render(template, values).map_err(invalid)?);
         }
         resolved.insert(component.to_string(), out);
     }
     Ok(resolved)
 }
 
-/// Expands `{{ name }}` expressions (whitespace inside the braces ignored).
-fn render(template: &str, values: &BTreeMap<&str, String>) -> Result<String, String> {
+/// Expands `{{ name }}` expressions (whitespace inside the braces ignored)
+/// with application variable values.
+pub fn render(template: &str, values: &BTreeMap<String, String>) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
