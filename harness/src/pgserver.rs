@@ -252,6 +252,98 @@ fn fresh_cluster(bin: &Path, dir: &Path, user: Option<(u32, u32)>) -> Result<()>
     Ok(())
 }
 
+/// Removes temporary clusters left by processes that did not clean up
+/// (killed test runs): no server runs in them and nothing touched them for
+/// ten minutes.
+fn sweep_stale_temp_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with("mcpgw-pg-") {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(600));
+        let pid = std::fs::read_to_string(path.join("cluster/pgdata/postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()));
+        // SAFETY: signal 0 only checks whether the process exists.
+        let running = pid.is_some_and(|p| unsafe { libc::kill(p, 0) } == 0);
+        if old && !running {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// A server shared by every test of a process: started on first use, on a
+/// thread that lives as long as the process, so the server stops (parent
+/// death signal) when the process exits. Tests take a database each.
+pub struct SharedServer {
+    pub port: u16,
+    pub password: String,
+}
+
+impl SharedServer {
+    /// `postgres://mcpgw:<password>@127.0.0.1:<port>/<database>`.
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
+            self.password, self.port
+        )
+    }
+}
+
+/// The process's shared server (see [`SharedServer`]).
+pub fn shared() -> std::result::Result<&'static SharedServer, String> {
+    static SHARED: std::sync::OnceLock<std::result::Result<SharedServer, String>> =
+        std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("shared-postgres".into())
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = tx.send(Err(format!("tokio runtime: {e}")));
+                            return;
+                        }
+                    };
+                    match rt.block_on(PgServer::start_temp()) {
+                        Ok(server) => {
+                            let _ = tx.send(Ok(SharedServer {
+                                port: server.port(),
+                                password: server.password().to_owned(),
+                            }));
+                            // Keep the server (and the runtime) until exit.
+                            loop {
+                                std::thread::park();
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e.to_string()));
+                        }
+                    }
+                })
+                .map_err(|e| format!("cannot start a thread: {e}"))?;
+            rx.recv()
+                .map_err(|_| "the PostgreSQL thread died".to_string())?
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 /// How to run a server.
 #[derive(Debug, Clone)]
 pub struct PgServerOptions {
@@ -304,6 +396,7 @@ impl PgServer {
                     (dir, None)
                 }
                 None => {
+                    sweep_stale_temp_dirs();
                     let temp = tempfile::Builder::new()
                         .prefix("mcpgw-pg-")
                         .tempdir()
@@ -368,6 +461,18 @@ impl PgServer {
             .args(["-c", &format!("full_page_writes={fast}")])
             .stdout(log.try_clone().map_err(|e| failed(e.to_string()))?)
             .stderr(log);
+        // SAFETY: prctl is async-signal-safe. It runs after std changed the
+        // user (a credential change would clear it), so the server gets an
+        // immediate-shutdown SIGQUIT when the thread that started it ends,
+        // even if this process is killed: no server outlives its owner.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = tokio::process::Command::from(cmd)
             .kill_on_drop(false)
             .spawn()
