@@ -288,7 +288,13 @@ fn sweep_stale_temp_dirs() {
 pub struct SharedServer {
     pub port: u16,
     pub password: String,
+    requests: std::sync::Mutex<std::sync::mpsc::Sender<DbRequest>>,
 }
+
+type DbRequest = (
+    String,
+    std::sync::mpsc::Sender<std::result::Result<String, String>>,
+);
 
 impl SharedServer {
     /// `postgres://mcpgw:<password>@127.0.0.1:<port>/<database>`.
@@ -297,6 +303,28 @@ impl SharedServer {
             "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
             self.password, self.port
         )
+    }
+
+    /// `127.0.0.1:<port>`, for the `postgres_host` variable.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A new, empty database with a random name; returns its URL. Callable
+    /// from synchronous and asynchronous code alike (the server's own thread
+    /// does the work).
+    pub fn fresh_database(&self) -> std::result::Result<String, String> {
+        let mut r = [0u8; 8];
+        getrandom::fill(&mut r).map_err(|e| format!("no randomness: {e}"))?;
+        let name = format!("t_{}", mcpgw_token::format::hex(&r));
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send((name, tx))
+            .map_err(|_| "the PostgreSQL thread is gone".to_string())?;
+        rx.recv()
+            .map_err(|_| "the PostgreSQL thread is gone".to_string())?
     }
 }
 
@@ -307,6 +335,7 @@ pub fn shared() -> std::result::Result<&'static SharedServer, String> {
     SHARED
         .get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel();
+            let (req_tx, req_rx) = std::sync::mpsc::channel::<DbRequest>();
             std::thread::Builder::new()
                 .name("shared-postgres".into())
                 .spawn(move || {
@@ -320,25 +349,35 @@ pub fn shared() -> std::result::Result<&'static SharedServer, String> {
                             return;
                         }
                     };
-                    match rt.block_on(PgServer::start_temp()) {
-                        Ok(server) => {
-                            let _ = tx.send(Ok(SharedServer {
-                                port: server.port(),
-                                password: server.password().to_owned(),
-                            }));
-                            // Keep the server (and the runtime) until exit.
-                            loop {
-                                std::thread::park();
-                            }
-                        }
+                    let server = match rt.block_on(PgServer::start_temp()) {
+                        Ok(server) => server,
                         Err(e) => {
                             let _ = tx.send(Err(e.to_string()));
+                            return;
                         }
+                    };
+                    let _ = tx.send(Ok((server.port(), server.password().to_owned())));
+                    // Serves database requests until the process exits; the
+                    // server lives as long as this thread.
+                    while let Ok((name, reply)) = req_rx.recv() {
+                        let made = rt
+                            .block_on(server.create_database(&name))
+                            .map_err(|e| e.to_string());
+                        let _ = reply.send(made);
+                    }
+                    loop {
+                        std::thread::park();
                     }
                 })
                 .map_err(|e| format!("cannot start a thread: {e}"))?;
-            rx.recv()
-                .map_err(|_| "the PostgreSQL thread died".to_string())?
+            let (port, password) = rx
+                .recv()
+                .map_err(|_| "the PostgreSQL thread died".to_string())??;
+            Ok(SharedServer {
+                port,
+                password,
+                requests: std::sync::Mutex::new(req_tx),
+            })
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -664,5 +703,28 @@ mod tests {
         let c = pg.connect("probe").await.unwrap();
         let row = c.query_one("SELECT x FROM t", &[]).await.unwrap();
         assert_eq!(row.get::<_, i32>(0), 7, "data survives a restart");
+    }
+
+    #[tokio::test]
+    async fn the_shared_server_hands_out_empty_databases() {
+        let shared = shared().expect("shared PostgreSQL server");
+        let (a, b) = (
+            shared.fresh_database().unwrap(),
+            shared.fresh_database().unwrap(),
+        );
+        assert_ne!(a, b);
+        let (c, conn) = tokio_postgres::connect(&a, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0);
     }
 }
