@@ -129,6 +129,20 @@ impl ApiError {
         e
     }
 
+    /// 503 `storage_unavailable` with `Retry-After`: the database cannot be
+    /// reached now (down, restarting, overloaded). The detail goes to the log.
+    pub fn storage_unavailable(detail: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            503,
+            "storage_unavailable",
+            "the token store cannot be reached right now; retry shortly \
+             (GET /health shows when it is back)",
+        )
+        .with_header("retry-after", "1".to_owned());
+        e.log = Some(detail.into());
+        e
+    }
+
     /// The JSON body.
     pub fn body(&self) -> Vec<u8> {
         json!({"error": {"code": self.code, "message": self.message}})

@@ -17,7 +17,9 @@ use crate::error::ApiError;
 use crate::model::{Event, NewAuditEvent, Status, TokenRecord};
 use crate::query::Query;
 use crate::routes::{route, Route};
-use crate::store::{AuditFilter, Created, Db, FeedRead, Store, StoreError, TokenFilter};
+use crate::store::{
+    AuditFilter, Created, Db, FeedRead, Store, StoreError, TokenFilter, SCHEMA_VERSION,
+};
 use crate::{console, rfc3339, ttl, ulid, validate};
 
 /// Default and largest page of the list and audit routes.
@@ -118,12 +120,34 @@ pub async fn handle<D: Db, B: BodySource>(
     })
 }
 
+/// Liveness and storage: which store, whether it answers, and the schema
+/// version there next to the one this code needs (a lower one is migrated
+/// on the next management request). Details of a failure go to the log.
 async fn health<D: Db>(db: &D) -> Response {
-    match Store::new(db).ping().await {
-        Ok(()) => Response::json(200, &json!({"status": "ok", "storage": "ok"})),
+    let store = Store::new(db);
+    let name = store.dialect().name();
+    let version = match store.ping().await {
+        Ok(()) => store.schema_version().await,
+        Err(e) => Err(e),
+    };
+    match version {
+        Ok(v) => Response::json(
+            200,
+            &json!({"status": "ok", "storage": "ok", "store": name,
+                    "schema_version": v, "schema_version_required": SCHEMA_VERSION}),
+        ),
         Err(e) => {
-            eprintln!("token-api: health: {e}");
-            Response::json(503, &json!({"status": "error", "storage": "unreachable"}))
+            eprintln!("token-api: health: {name}: {e}");
+            let storage = if e.is_unavailable() {
+                "unavailable"
+            } else {
+                "unreachable"
+            };
+            Response::json(
+                503,
+                &json!({"status": "error", "storage": storage, "store": name,
+                        "message": format!("the {name} store does not answer; the token API's log says why")}),
+            )
         }
     }
 }
@@ -199,7 +223,11 @@ pub fn feed_page(since: &Since, read: FeedRead) -> FeedPage {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(e.to_string())
+        if e.is_unavailable() {
+            ApiError::storage_unavailable(e.to_string())
+        } else {
+            ApiError::internal(e.to_string())
+        }
     }
 }
 
@@ -692,3 +720,9 @@ impl<D: Db> Service<'_, D> {
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
+
+/// The same tests again on a real PostgreSQL server: the module name picks
+/// the engine (`testdb::AnyTestDb::for_module`).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+#[path = "service/tests.rs"]
+mod tests_postgres;

@@ -1,6 +1,7 @@
 //! The Spin entry point: converts the request, reads the variables and the
-//! clock, opens the default SQLite database on first use, and hands over to
-//! [`crate::service::handle`].
+//! clock, opens the store the variables choose (Spin's `default` SQLite
+//! database, or PostgreSQL through `spin:postgres`) on first use, and hands
+//! over to [`crate::service::handle`].
 
 use std::cell::OnceCell;
 use std::pin::Pin;
@@ -9,12 +10,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures::{Stream, StreamExt};
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{HeaderMap, HeaderName, HeaderValue, IntoResponse, Request, StatusCode};
+use spin_sdk::pg::{self, DbValue, ParameterValue, PgError, QueryError};
 use spin_sdk::sqlite::{self, Connection};
 
 use crate::body::BodySource;
 use crate::config::{Config, VARIABLES};
 use crate::service::{self, RequestHead};
-use crate::store::{Db, DbError, Row, Value};
+use crate::storage::{self, StoreChoice};
+use crate::store::postgres::classify;
+use crate::store::{Db, DbError, DbErrorKind, Dialect, Row, Value};
 
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> impl IntoResponse {
@@ -41,8 +45,28 @@ async fn handle(req: Request) -> impl IntoResponse {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let body = SpinBody(Box::pin(req.into_body().stream()));
-    let db = SpinDb {
-        conn: OnceCell::new(),
+    let store_vars = read_variables(&storage::VARIABLES).await;
+    let wants_postgres = store_vars
+        .as_ref()
+        .ok()
+        .and_then(|v| lookup(v, "store"))
+        .is_some_and(|s| s.trim() == "postgres");
+    let db = match store_vars.and_then(|vars| StoreChoice::from_vars(|n| lookup(&vars, n))) {
+        Ok(StoreChoice::Sqlite) => SpinStore::Sqlite(SpinDb {
+            conn: OnceCell::new(),
+        }),
+        Ok(StoreChoice::Postgres { url }) => SpinStore::Postgres(SpinPgDb {
+            url,
+            conn: OnceCell::new(),
+        }),
+        Err(why) => SpinStore::Misconfigured {
+            dialect: if wants_postgres {
+                Dialect::Postgres
+            } else {
+                Dialect::Sqlite
+            },
+            why,
+        },
     };
     let resp = service::handle(
         &head,
@@ -65,23 +89,33 @@ async fn handle(req: Request) -> impl IntoResponse {
     (status, headers, body)
 }
 
-/// Reads the component variables; an unset optional one takes its default.
-async fn load_config() -> Result<Config, String> {
-    let mut values = Vec::with_capacity(VARIABLES.len());
-    for name in VARIABLES {
+type Variables = Vec<(&'static str, Option<String>)>;
+
+/// Reads component variables; an undefined one is `None`.
+async fn read_variables(names: &[&'static str]) -> Result<Variables, String> {
+    let mut values = Vec::with_capacity(names.len());
+    for name in names {
         let value = match spin_sdk::variables::get(name).await {
             Ok(v) => Some(v),
             Err(spin_sdk::variables::Error::Undefined(_)) => None,
             Err(e) => return Err(format!("variable {name}: {e:?}")),
         };
-        values.push((name, value));
+        values.push((*name, value));
     }
-    Config::from_vars(|name| {
-        values
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| v.clone())
-    })
+    Ok(values)
+}
+
+fn lookup(values: &Variables, name: &str) -> Option<String> {
+    values
+        .iter()
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.clone())
+}
+
+/// Reads the component variables; an unset optional one takes its default.
+async fn load_config() -> Result<Config, String> {
+    let values = read_variables(&VARIABLES).await?;
+    Config::from_vars(|name| lookup(&values, name))
 }
 
 struct SpinBody<S>(Pin<Box<S>>);
@@ -107,8 +141,12 @@ struct SpinDb {
 }
 
 impl Db for SpinDb {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
-        let err = |e: sqlite::Error| DbError(format!("{e:?}"));
+        let err = |e: sqlite::Error| DbError::sqlite(format!("{e:?}"));
         let conn = match self.conn.get() {
             Some(c) => c,
             None => {
@@ -147,5 +185,131 @@ impl Db for SpinDb {
                     .collect()
             })
             .collect())
+    }
+}
+
+/// PostgreSQL through `spin:postgres`, connected on the first statement
+/// (Spin pools the server connections; this one lives for the request).
+struct SpinPgDb {
+    url: String,
+    conn: OnceCell<pg::Connection>,
+}
+
+/// A `spin:postgres` error, classified; the message never holds the URL.
+fn pg_error(e: pg::Error) -> DbError {
+    match e {
+        pg::Error::PgError(PgError::ConnectionFailed(m)) if m.contains("not permitted") => {
+            DbError::new(
+                DbErrorKind::Other,
+                format!(
+                    "Spin refused the connection ({m}): the variable postgres_host must be the \
+                     host:port of postgres_url, which allowed_outbound_hosts lets through"
+                ),
+            )
+        }
+        pg::Error::PgError(PgError::ConnectionFailed(m)) => DbError::new(
+            DbErrorKind::Unavailable,
+            format!("cannot connect to PostgreSQL: {m}"),
+        ),
+        pg::Error::PgError(PgError::QueryFailed(QueryError::DbError(d))) => DbError::new(
+            classify(&d.code),
+            format!("{} {}: {}", d.severity, d.code, d.message),
+        ),
+        pg::Error::PgError(PgError::QueryFailed(QueryError::Text(t))) => {
+            let lost = [
+                "connection closed",
+                "error communicating",
+                "connection reset",
+            ];
+            let kind = if lost.iter().any(|l| t.contains(l)) {
+                DbErrorKind::Unavailable
+            } else {
+                DbErrorKind::Other
+            };
+            DbError::new(kind, t)
+        }
+        other => DbError::new(DbErrorKind::Other, format!("{other}")),
+    }
+}
+
+fn pg_param(v: Value) -> ParameterValue {
+    match v {
+        Value::Null => ParameterValue::DbNull,
+        Value::Integer(i) => ParameterValue::Int64(i),
+        Value::Real(f) => ParameterValue::Floating64(f),
+        Value::Text(t) => ParameterValue::Str(t),
+        Value::Blob(b) => ParameterValue::Binary(b),
+    }
+}
+
+fn pg_value(v: DbValue) -> Value {
+    match v {
+        DbValue::Boolean(b) => Value::Integer(i64::from(b)),
+        DbValue::Int8(i) => Value::Integer(i64::from(i)),
+        DbValue::Int16(i) => Value::Integer(i64::from(i)),
+        DbValue::Int32(i) => Value::Integer(i64::from(i)),
+        DbValue::Int64(i) => Value::Integer(i),
+        DbValue::Floating32(f) => Value::Real(f64::from(f)),
+        DbValue::Floating64(f) => Value::Real(f),
+        DbValue::Str(s) => Value::Text(s),
+        DbValue::Binary(b) => Value::Blob(b),
+        DbValue::Jsonb(b) => Value::Text(String::from_utf8_lossy(&b).into_owned()),
+        // `void` (advisory locks) and types the store never reads.
+        _ => Value::Null,
+    }
+}
+
+impl Db for SpinPgDb {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
+        let conn = match self.conn.get() {
+            Some(c) => c,
+            None => {
+                let c = pg::Connection::open(self.url.as_str())
+                    .await
+                    .map_err(pg_error)?;
+                self.conn.get_or_init(|| c)
+            }
+        };
+        let params: Vec<ParameterValue> = params.into_iter().map(pg_param).collect();
+        let mut result = conn.query(sql, params).await.map_err(pg_error)?;
+        let mut rows = Vec::new();
+        while let Some(row) = result.rows().next().await {
+            rows.push(row.into_iter().map(pg_value).collect());
+        }
+        // The statement's own outcome comes after its rows.
+        result.result().await.map_err(pg_error)?;
+        Ok(rows)
+    }
+}
+
+/// The store the variables chose, or why they chose none.
+enum SpinStore {
+    Sqlite(SpinDb),
+    Postgres(SpinPgDb),
+    Misconfigured { dialect: Dialect, why: String },
+}
+
+impl Db for SpinStore {
+    fn dialect(&self) -> Dialect {
+        match self {
+            SpinStore::Sqlite(_) => Dialect::Sqlite,
+            SpinStore::Postgres(_) => Dialect::Postgres,
+            SpinStore::Misconfigured { dialect, .. } => *dialect,
+        }
+    }
+
+    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
+        match self {
+            SpinStore::Sqlite(db) => db.query(sql, params).await,
+            SpinStore::Postgres(db) => db.query(sql, params).await,
+            SpinStore::Misconfigured { why, .. } => Err(DbError::new(
+                DbErrorKind::Other,
+                format!("store configuration: {why}"),
+            )),
+        }
     }
 }

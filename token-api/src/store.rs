@@ -1,9 +1,19 @@
 //! All SQL: schema migrations, token rows, the revocations feed and the audit
-//! log, written once over [`Db`], the one-statement-at-a-time interface Spin's
-//! SQLite offers. The component runs it on Spin SQLite (local file or remote
-//! libSQL); the host tests run the very same statements on rusqlite.
+//! log, written once over [`Db`], the one-statement-at-a-time interface both
+//! Spin's SQLite and Spin's PostgreSQL offer. The component runs it on Spin
+//! SQLite (local file or remote libSQL) or on PostgreSQL; the host tests run
+//! the very same statements on rusqlite and on a real PostgreSQL server.
+//!
+//! One store for both engines: every operation is written once, in SQL both
+//! understand, with `?` placeholders. What an engine needs written its own
+//! way (the schema, how a writing transaction starts, placeholders, what an
+//! error means) lives in [`sqlite`] and [`postgres`], chosen by the
+//! connection's [`Dialect`]. The service above never knows which it runs on.
 //!
 //! Nothing is cached between calls: several instances may share one database.
+
+pub mod postgres;
+pub mod sqlite;
 
 use core::fmt;
 use core::future::Future;
@@ -13,7 +23,8 @@ use serde_json::Value as Json;
 use crate::cursor::{AuditCursor, ListCursor};
 use crate::model::{AuditRecord, Event, NewAuditEvent, Status, TokenRecord};
 
-/// A SQLite value, as Spin's `spin:sqlite` carries it.
+/// A value as the store passes it: SQLite's five types, which the PostgreSQL
+/// connections map onto `BIGINT`, `DOUBLE PRECISION`, `TEXT` and `BYTEA`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
@@ -49,20 +60,98 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 
 pub type Row = Vec<Value>;
 
-/// A database error as the host reported it (goes to the log only).
+/// What a database error means to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorKind {
+    /// A table or column is missing: the database is older than this code.
+    MissingSchema,
+    /// The database cannot be reached now (down, restarting, overloaded,
+    /// busy): worth trying again later.
+    Unavailable,
+    Other,
+}
+
+/// A database error as the connection reported it (the message goes to the
+/// log only).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DbError(pub String);
+pub struct DbError {
+    pub kind: DbErrorKind,
+    pub message: String,
+}
+
+impl DbError {
+    pub fn new(kind: DbErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A SQLite error, classified by its message (what Spin's `spin:sqlite`
+    /// and rusqlite both carry).
+    pub fn sqlite(message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            kind: sqlite::classify(&message),
+            message,
+        }
+    }
+}
+
+/// The SQL engine behind a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// `sqlite` or `postgres`, as `/health` names the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+
+    fn migrations(self) -> &'static [Migration] {
+        match self {
+            Dialect::Sqlite => sqlite::MIGRATIONS,
+            Dialect::Postgres => postgres::MIGRATIONS,
+        }
+    }
+
+    fn schema_version_table(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => sqlite::SCHEMA_VERSION_TABLE,
+            Dialect::Postgres => postgres::SCHEMA_VERSION_TABLE,
+        }
+    }
+
+    /// The larger of two values (a scalar, not the aggregate).
+    fn greatest(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "MAX",
+            Dialect::Postgres => "GREATEST",
+        }
+    }
+}
 
 /// One SQL statement at a time, on one connection (so `BEGIN` ... `COMMIT`
 /// spans calls).
 // The component is single-threaded: the futures need no `Send` bound.
 #[allow(async_fn_in_trait)]
 pub trait Db {
-    /// Runs one statement with positional `?` parameters; returns all its rows.
+    /// The engine: decides the few statements written per engine.
+    fn dialect(&self) -> Dialect;
+
+    /// Runs one statement with positional parameters (`?` for SQLite, `$n`
+    /// for PostgreSQL: the store numbers them); returns all its rows.
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError>;
 }
 
-/// Why a storage operation failed. Either way the caller answers 500.
+/// Why a storage operation failed: 503 when the database is unavailable,
+/// else 500.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
     Db(DbError),
@@ -73,7 +162,7 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Db(e) => write!(f, "database: {}", e.0),
+            StoreError::Db(e) => write!(f, "database: {}", e.message),
             StoreError::Corrupt(e) => write!(f, "unexpected stored data: {e}"),
         }
     }
@@ -88,86 +177,24 @@ impl From<DbError> for StoreError {
 impl StoreError {
     /// The schema is older than this code (fresh database, or a migration to run).
     fn is_missing_schema(&self) -> bool {
-        matches!(self, StoreError::Db(DbError(m)) if m.contains("no such table") || m.contains("no such column"))
+        matches!(self, StoreError::Db(e) if e.kind == DbErrorKind::MissingSchema)
+    }
+
+    /// The database cannot be reached now; the request may be tried again.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Db(e) if e.kind == DbErrorKind::Unavailable)
     }
 }
 
 type Result<T, E = StoreError> = core::result::Result<T, E>;
 
-/// Migrations, in order; entry `i` brings the schema to version `i + 1`.
-/// Every statement is idempotent, so instances racing on a fresh database and
-/// a migration interrupted half-way both end in the same schema.
-const MIGRATIONS: &[&[&str]] = &[MIGRATION_1, MIGRATION_2];
-
-/// Tokens, the revocations feed, the audit log.
-const MIGRATION_1: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS tokens (
-        id           TEXT PRIMARY KEY,
-        token_sha    TEXT NOT NULL UNIQUE,
-        name         TEXT NOT NULL,
-        tenant       TEXT NOT NULL,
-        project      TEXT NOT NULL,
-        scopes       TEXT NOT NULL,
-        hint         TEXT NOT NULL,
-        created_by   TEXT NOT NULL,
-        created_at   INTEGER NOT NULL,
-        expires_at   INTEGER,
-        revoked_at   INTEGER,
-        last_used_at INTEGER
-    )",
-    // Names are unique among tokens not revoked. Expired tokens keep their
-    // name until revoked or deleted, so a name never silently changes owner.
-    "CREATE UNIQUE INDEX IF NOT EXISTS tokens_live_name
-        ON tokens (tenant, project, name) WHERE revoked_at IS NULL",
-    "CREATE INDEX IF NOT EXISTS tokens_by_created ON tokens (created_at, id)",
-    "CREATE INDEX IF NOT EXISTS tokens_by_tenant ON tokens (tenant, created_at, id)",
-    "CREATE INDEX IF NOT EXISTS tokens_by_project ON tokens (tenant, project, created_at, id)",
-    "CREATE TABLE IF NOT EXISTS revocations (
-        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
-        token_sha TEXT NOT NULL,
-        at        INTEGER NOT NULL
-    )",
-    "CREATE TABLE IF NOT EXISTS audit (
-        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-        at         INTEGER NOT NULL,
-        event      TEXT NOT NULL,
-        tenant     TEXT NOT NULL,
-        project    TEXT NOT NULL,
-        token_id   TEXT,
-        token_name TEXT,
-        token_sha  TEXT,
-        actor      TEXT NOT NULL,
-        detail     TEXT NOT NULL
-    )",
-    "CREATE INDEX IF NOT EXISTS audit_by_project ON audit (tenant, project, seq)",
-    "CREATE INDEX IF NOT EXISTS audit_by_token ON audit (token_id, seq)",
-];
-
-/// The feed's epoch and pruning horizon; token lineage.
-const MIGRATION_2: &[&str] = &[
-    // One row. The epoch is made with the database (random), so a cursor
-    // from another database, or from before a restore to an empty one, is
-    // recognised; `pruned_through` is the newest sequence number pruned.
-    "CREATE TABLE IF NOT EXISTS feed_state (
-        id             INTEGER PRIMARY KEY CHECK (id = 1),
-        epoch          TEXT NOT NULL,
-        pruned_through INTEGER NOT NULL
-    )",
-    "INSERT OR IGNORE INTO feed_state (id, epoch, pruned_through)
-        VALUES (1, lower(hex(randomblob(8))), 0)",
-    "CREATE INDEX IF NOT EXISTS revocations_by_at ON revocations (at)",
-    // Children of a token: `created_by` is `token:<id>` of their creator.
-    "CREATE INDEX IF NOT EXISTS tokens_by_creator ON tokens (created_by)",
-    // Tokens revoked because an ancestor was revoked or deleted (`via`).
-    "CREATE TABLE IF NOT EXISTS cascades (
-        id  TEXT PRIMARY KEY,
-        via TEXT NOT NULL
-    )",
-    "CREATE INDEX IF NOT EXISTS cascades_by_via ON cascades (via)",
-];
+/// One schema version: statements run in order, in one transaction. Every
+/// statement is idempotent, so a migration interrupted half-way ends in the
+/// same schema when run again.
+pub type Migration = &'static [&'static str];
 
 /// The schema version this code needs.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub const SCHEMA_VERSION: i64 = sqlite::MIGRATIONS.len() as i64;
 
 const TOKEN_COLUMNS: &str = "id, token_sha, name, tenant, project, scopes, hint, created_by, \
                              created_at, expires_at, revoked_at, last_used_at";
@@ -278,7 +305,15 @@ impl<'a, D: Db> Store<'a, D> {
     }
 
     async fn exec(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>> {
-        Ok(self.db.query(sql, params).await?)
+        Ok(match self.db.dialect() {
+            Dialect::Sqlite => self.db.query(sql, params).await?,
+            Dialect::Postgres => self.db.query(&postgres::numbered(sql), params).await?,
+        })
+    }
+
+    /// The engine the store runs on.
+    pub fn dialect(&self) -> Dialect {
+        self.db.dialect()
     }
 
     /// Runs `op`; when the schema is missing or old, migrates and runs it once more.
@@ -297,10 +332,26 @@ impl<'a, D: Db> Store<'a, D> {
         }
     }
 
-    /// Runs `body` inside `BEGIN IMMEDIATE` ... `COMMIT`: the write lock is taken
-    /// up front, so concurrent writers queue instead of failing on upgrade.
-    async fn tx<T>(&self, body: impl Future<Output = Result<T>>) -> Result<T> {
-        self.exec("BEGIN IMMEDIATE", vec![]).await?;
+    /// Runs `body` in a writing transaction. SQLite: `BEGIN IMMEDIATE`, the
+    /// write lock taken up front, so concurrent writers queue instead of
+    /// failing on upgrade (it also serialises feed writers). PostgreSQL:
+    /// `BEGIN`, and the feed lock first when `body` may write the feed (see
+    /// [`postgres`]), taken before any row lock so writers never deadlock.
+    async fn tx<T>(&self, writes_feed: bool, body: impl Future<Output = Result<T>>) -> Result<T> {
+        match self.db.dialect() {
+            Dialect::Sqlite => {
+                self.exec("BEGIN IMMEDIATE", vec![]).await?;
+            }
+            Dialect::Postgres => {
+                self.exec("BEGIN", vec![]).await?;
+                if writes_feed {
+                    if let Err(e) = self.lock(postgres::FEED_LOCK).await {
+                        let _ = self.exec("ROLLBACK", vec![]).await;
+                        return Err(e);
+                    }
+                }
+            }
+        }
         let out = body.await;
         let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
         match self.exec(end, vec![]).await {
@@ -312,6 +363,13 @@ impl<'a, D: Db> Store<'a, D> {
                 Err(out.err().unwrap_or(e))
             }
         }
+    }
+
+    /// A PostgreSQL advisory lock held until the transaction ends.
+    async fn lock(&self, key: i64) -> Result<()> {
+        self.exec("SELECT pg_advisory_xact_lock(?)", vec![key.into()])
+            .await
+            .map(drop)
     }
 
     /// Storage reachability for `/health`; needs no schema.
@@ -342,17 +400,18 @@ impl<'a, D: Db> Store<'a, D> {
         Ok(())
     }
 
-    /// Applies the missing migrations in one transaction.
+    /// Applies the missing migrations in one transaction. Instances starting
+    /// together on a fresh database take turns: SQLite's write lock, or on
+    /// PostgreSQL an advisory lock (its DDL is transactional, but two
+    /// `CREATE TABLE IF NOT EXISTS` racing can still collide); the second
+    /// finds the version up to date and does nothing.
     pub async fn migrate(&self, now: i64) -> Result<()> {
-        self.tx(async {
-            self.exec(
-                "CREATE TABLE IF NOT EXISTS schema_version (
-                    version    INTEGER PRIMARY KEY,
-                    applied_at INTEGER NOT NULL
-                )",
-                vec![],
-            )
-            .await?;
+        let dialect = self.db.dialect();
+        self.tx(false, async {
+            if dialect == Dialect::Postgres {
+                self.lock(postgres::MIGRATION_LOCK).await?;
+            }
+            self.exec(dialect.schema_version_table(), vec![]).await?;
             let current = first_int(
                 &self
                     .exec(
@@ -361,7 +420,7 @@ impl<'a, D: Db> Store<'a, D> {
                     )
                     .await?,
             )?;
-            for (version, statements) in (1..).zip(MIGRATIONS) {
+            for (version, statements) in (1..).zip(dialect.migrations()) {
                 if version <= current {
                     continue;
                 }
@@ -369,7 +428,8 @@ impl<'a, D: Db> Store<'a, D> {
                     self.exec(sql, vec![]).await?;
                 }
                 self.exec(
-                    "INSERT OR IGNORE INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?) \
+                     ON CONFLICT DO NOTHING",
                     vec![version.into(), now.into()],
                 )
                 .await?;
@@ -438,7 +498,7 @@ impl<'a, D: Db> Store<'a, D> {
             ]
         };
         self.with_schema(t.created_at, || {
-            self.tx(async {
+            self.tx(false, async {
                 if !self.exec(&sql, params()).await?.is_empty() {
                     self.insert_audit(audit).await?;
                     return Ok(Created::Ok);
@@ -484,7 +544,7 @@ impl<'a, D: Db> Store<'a, D> {
         detail: &Json,
     ) -> Result<Option<Revoked>> {
         self.with_schema(now, || {
-            self.tx(async {
+            self.tx(true, async {
                 let Some(mut t) = self.token_by_id_once(id).await? else {
                     return Ok(None);
                 };
@@ -532,7 +592,7 @@ impl<'a, D: Db> Store<'a, D> {
         actor: &str,
     ) -> Result<Option<Deleted>> {
         self.with_schema(now, || {
-            self.tx(async {
+            self.tx(true, async {
                 let Some(t) = self.token_by_id_once(id).await? else {
                     return Ok(None);
                 };
@@ -600,7 +660,8 @@ impl<'a, D: Db> Store<'a, D> {
             .await?;
             self.feed(&t.token_sha, now).await?;
             self.exec(
-                "INSERT OR REPLACE INTO cascades (id, via) VALUES (?, ?)",
+                "INSERT INTO cascades (id, via) VALUES (?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET via = excluded.via",
                 vec![t.id.as_str().into(), via.into()],
             )
             .await?;
@@ -654,13 +715,13 @@ impl<'a, D: Db> Store<'a, D> {
             return Ok(());
         };
         let before = now.saturating_sub(retention);
-        self.exec(
-            "UPDATE feed_state SET pruned_through = MAX(pruned_through, \
+        let sql = format!(
+            "UPDATE feed_state SET pruned_through = {}(pruned_through, \
                  (SELECT COALESCE(MAX(seq), 0) FROM revocations WHERE at < ?)) \
              WHERE id = 1",
-            vec![before.into()],
-        )
-        .await?;
+            self.db.dialect().greatest()
+        );
+        self.exec(&sql, vec![before.into()]).await?;
         self.exec("DELETE FROM revocations WHERE at < ?", vec![before.into()])
             .await
             .map(drop)

@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 use rusqlite::types::{Value as Sql, ValueRef};
 
-use crate::store::{Db, DbError, Row, Value};
+use crate::store::{Db, DbError, Dialect, Row, Value};
+use crate::testdb_pg::PgTestDb;
 
 pub struct TestDb {
     conn: Mutex<rusqlite::Connection>,
@@ -35,9 +36,13 @@ impl TestDb {
 }
 
 impl Db for TestDb {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
         let conn = self.conn.lock().unwrap();
-        let err = |e: rusqlite::Error| DbError(e.to_string());
+        let err = |e: rusqlite::Error| DbError::sqlite(e.to_string());
         let mut stmt = conn.prepare_cached(sql).map_err(err)?;
         let params = params.into_iter().map(|v| match v {
             Value::Null => Sql::Null,
@@ -65,5 +70,79 @@ impl Db for TestDb {
             out.push(values);
         }
         Ok(out)
+    }
+}
+
+/// A test database on either engine, so one test body runs on both.
+pub enum AnyTestDb {
+    Sqlite(TestDb),
+    Postgres(PgTestDb),
+}
+
+impl AnyTestDb {
+    /// A fresh, empty database of this engine.
+    pub fn fresh(dialect: Dialect) -> Self {
+        match dialect {
+            Dialect::Sqlite => AnyTestDb::Sqlite(TestDb::memory()),
+            Dialect::Postgres => AnyTestDb::Postgres(PgTestDb::fresh()),
+        }
+    }
+
+    /// The engine for the test module this is called from: modules whose
+    /// path ends in `_postgres` run their tests on PostgreSQL.
+    pub fn for_module(module_path: &str) -> Dialect {
+        if module_path.ends_with("_postgres") {
+            Dialect::Postgres
+        } else {
+            Dialect::Sqlite
+        }
+    }
+
+    /// Two connections to one new database, as two instances have (SQLite:
+    /// a file in the returned temporary directory).
+    pub fn shared_pair(dialect: Dialect) -> (Self, Self, Option<tempfile::TempDir>) {
+        match dialect {
+            Dialect::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join("shared.db");
+                (
+                    AnyTestDb::Sqlite(TestDb::file(&path)),
+                    AnyTestDb::Sqlite(TestDb::file(&path)),
+                    Some(dir),
+                )
+            }
+            Dialect::Postgres => {
+                let one = PgTestDb::fresh();
+                let two = PgTestDb::connect(one.url());
+                (AnyTestDb::Postgres(one), AnyTestDb::Postgres(two), None)
+            }
+        }
+    }
+
+    /// Runs one statement (with `?` placeholders) through the Db interface,
+    /// for tests that inspect or tamper with the tables.
+    pub fn sql(&self, sql: &str, params: Vec<Value>) -> Vec<Row> {
+        let sql = match self.dialect() {
+            Dialect::Sqlite => sql.to_owned(),
+            Dialect::Postgres => crate::store::postgres::numbered(sql),
+        };
+        futures::executor::block_on(self.query(&sql, params))
+            .unwrap_or_else(|e| panic!("{sql}: {}", e.message))
+    }
+}
+
+impl Db for AnyTestDb {
+    fn dialect(&self) -> Dialect {
+        match self {
+            AnyTestDb::Sqlite(d) => d.dialect(),
+            AnyTestDb::Postgres(d) => d.dialect(),
+        }
+    }
+
+    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
+        match self {
+            AnyTestDb::Sqlite(d) => d.query(sql, params).await,
+            AnyTestDb::Postgres(d) => d.query(sql, params).await,
+        }
     }
 }

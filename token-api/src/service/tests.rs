@@ -9,14 +9,14 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::body::Chunks;
-use crate::store::{DbError, Row, Value as SqlValue};
-use crate::testdb::TestDb;
+use crate::store::{DbError, DbErrorKind, Dialect, Row, Value as SqlValue, SCHEMA_VERSION};
+use crate::testdb::AnyTestDb;
 
 const ADMIN_KEY: &str = "correct horse battery staple";
 const T0_MS: i64 = 1_795_459_243_000; // 2026-11-23T18:40:43Z
 const DAY: i64 = 86_400;
 
-struct Api<D: Db = TestDb> {
+struct Api<D: Db = AnyTestDb> {
     db: D,
     config: Config,
     now_ms: Cell<i64>,
@@ -56,8 +56,14 @@ impl<'a> Req<'a> {
     }
 }
 
+/// This file is compiled twice (see the bottom of service.rs): as `tests`
+/// on SQLite and as `tests_postgres` on PostgreSQL.
+fn dialect() -> Dialect {
+    AnyTestDb::for_module(module_path!())
+}
+
 fn api() -> Api {
-    Api::with_db(TestDb::memory())
+    Api::with_db(AnyTestDb::fresh(dialect()))
 }
 
 impl<D: Db> Api<D> {
@@ -180,11 +186,15 @@ fn code(r: &Response) -> (u16, String) {
 
 /// A Db that counts statements, to prove which paths touch storage.
 struct Counting {
-    inner: TestDb,
+    inner: AnyTestDb,
     statements: Cell<usize>,
 }
 
 impl Db for Counting {
+    fn dialect(&self) -> Dialect {
+        self.inner.dialect()
+    }
+
     async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<Row>, DbError> {
         self.statements.set(self.statements.get() + 1);
         self.inner.query(sql, params).await
@@ -195,25 +205,82 @@ impl Db for Counting {
 struct Broken;
 
 impl Db for Broken {
+    fn dialect(&self) -> Dialect {
+        dialect()
+    }
+
     async fn query(&self, _: &str, _: Vec<SqlValue>) -> Result<Vec<Row>, DbError> {
-        Err(DbError(
-            "unable to open database file /srv/secret/path.db".into(),
+        Err(DbError::new(
+            DbErrorKind::Other,
+            "unable to open database file /srv/secret/path.db",
+        ))
+    }
+}
+
+/// A Db whose database is down (connection refused, server restarting).
+struct Down;
+
+impl Db for Down {
+    fn dialect(&self) -> Dialect {
+        dialect()
+    }
+
+    async fn query(&self, _: &str, _: Vec<SqlValue>) -> Result<Vec<Row>, DbError> {
+        Err(DbError::new(
+            DbErrorKind::Unavailable,
+            "connection refused to db.internal:5432 as user secret_user",
         ))
     }
 }
 
 #[test]
 fn health_reports_storage() {
+    fn health<D: Db>(a: &Api<D>) -> (u16, Value) {
+        let r = a.send(Req::new("GET", "/health"));
+        (r.status, r.json_body().unwrap())
+    }
     let a = api();
-    let r = a.send(Req::new("GET", "/health"));
+    let name = dialect().name();
+    // A fresh database: reachable, not migrated yet (the first management
+    // request migrates it).
     assert_eq!(
-        (r.status, r.json_body()),
-        (200, Some(json!({"status": "ok", "storage": "ok"})))
+        health(&a),
+        (
+            200,
+            json!({"status": "ok", "storage": "ok", "store": name,
+                   "schema_version": 0, "schema_version_required": SCHEMA_VERSION})
+        )
     );
-    let b = Api::with_db(Broken);
-    let r = b.send(Req::new("GET", "/health"));
-    assert_eq!(r.status, 503);
-    assert_eq!(r.json_body().unwrap()["storage"], "unreachable");
+    a.get("/api/v1/mcptokens", ADMIN_KEY);
+    assert_eq!(health(&a).1["schema_version"], SCHEMA_VERSION);
+
+    let (status, v) = health(&Api::with_db(Broken));
+    assert_eq!(
+        (status, &v["storage"], &v["store"]),
+        (503, &json!("unreachable"), &json!(name))
+    );
+    let (status, v) = health(&Api::with_db(Down));
+    assert_eq!((status, &v["storage"]), (503, &json!("unavailable")));
+    assert!(!v.to_string().contains("secret"), "{v}");
+}
+
+#[test]
+fn an_unavailable_store_is_503_with_retry_after() {
+    let d = Api::with_db(Down);
+    for r in [
+        d.get("/api/v1/mcptokens", ADMIN_KEY),
+        d.send(Req::new("GET", "/api/v1/mcptokens/revocations")),
+        d.introspect_raw(&mcpgw_token::format::generate().unwrap()),
+        d.send(
+            Req::new("POST", "/api/v1/mcptokens")
+                .auth(ADMIN_KEY)
+                .json(&json!({"name": "n", "tenant": "acme"})),
+        ),
+    ] {
+        assert_eq!(code(&r), (503, "storage_unavailable".into()));
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(!String::from_utf8_lossy(&r.body).contains("secret"));
+    }
 }
 
 #[test]
@@ -314,11 +381,8 @@ fn admin_creates_a_token_shown_once() {
         assert!(!text.contains("\"token\""), "{text}");
     }
     // Hashed at rest: the raw token is nowhere in the database.
-    let stored: String = a.db.raw(|c| {
-        c.query_row("SELECT token_sha FROM tokens", [], |r| r.get(0))
-            .unwrap()
-    });
-    assert_eq!(stored, sha);
+    let stored = a.db.sql("SELECT token_sha FROM tokens", vec![]);
+    assert_eq!(stored, vec![vec![SqlValue::Text(sha)]]);
 }
 
 #[test]
@@ -443,9 +507,8 @@ fn create_validates_every_field() {
         assert!(message.contains(says), "{body}: {message}");
     }
     assert_eq!(
-        a.db.raw(|c| c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0)))
-            .unwrap(),
-        0
+        a.db.sql("SELECT COUNT(*) FROM tokens", vec![]),
+        vec![vec![SqlValue::Integer(0)]]
     );
 }
 
@@ -607,7 +670,7 @@ fn introspect_reports_each_state() {
 #[test]
 fn malformed_tokens_cost_no_query() {
     let a = Api::with_db(Counting {
-        inner: TestDb::memory(),
+        inner: AnyTestDb::fresh(dialect()),
         statements: Cell::new(0),
     });
     let mut token = mcpgw_token::format::generate().unwrap();
@@ -1030,13 +1093,10 @@ fn revocations_feed_order_cursor_and_paging() {
 
     // Pages of 1000: `more` says when to call again, cursors chain without gaps.
     for i in 0..1_500 {
-        a.db.raw(|c| {
-            c.execute(
-                "INSERT INTO revocations (token_sha, at) VALUES (?, ?)",
-                (format!("{i:064x}"), a.now()),
-            )
-        })
-        .unwrap();
+        a.db.sql(
+            "INSERT INTO revocations (token_sha, at) VALUES (?, ?)",
+            vec![format!("{i:064x}").into(), a.now().into()],
+        );
     }
     let first = a.feed(&format!("?since={}", at(3)));
     assert_eq!(first["revoked"].as_array().unwrap().len(), 1_000);
@@ -1490,12 +1550,8 @@ fn unknown_routes_and_methods() {
 
 #[test]
 fn several_instances_share_one_database() {
-    let dir = std::env::temp_dir().join(format!("token-api-shared-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("shared.db");
-    let _ = std::fs::remove_file(&path);
-    let one = Api::with_db(TestDb::file(&path));
-    let two = Api::with_db(TestDb::file(&path));
+    let (one, two, _dir) = AnyTestDb::shared_pair(dialect());
+    let (one, two) = (Api::with_db(one), Api::with_db(two));
     let v = one.create(ADMIN_KEY, json!({"name": "n", "tenant": "acme"}));
     assert_eq!(two.introspect(&token_of(&v))["active"], true);
     assert_eq!(
@@ -1505,7 +1561,6 @@ fn several_instances_share_one_database() {
     );
     assert_eq!(two.revoke(ADMIN_KEY, &id_of(&v)).status, 200);
     assert_eq!(one.introspect(&token_of(&v))["reason"], "revoked");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -1645,7 +1700,7 @@ fn whoami_tells_the_console_what_to_offer() {
 #[test]
 fn console_is_served_without_configuration_or_storage() {
     let db = Counting {
-        inner: TestDb::memory(),
+        inner: AnyTestDb::fresh(dialect()),
         statements: Cell::new(0),
     };
     for (method, path, status) in [

@@ -328,7 +328,7 @@ fn a_version_1_database_migrates_to_lineage_and_an_epoch() {
             "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
         )
         .unwrap();
-        for sql in MIGRATION_1 {
+        for sql in sqlite::MIGRATIONS[0] {
             c.execute_batch(sql).unwrap();
         }
         c.execute("INSERT INTO schema_version VALUES (1, 0)", [])
