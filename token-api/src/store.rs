@@ -1008,3 +1008,6 @@ fn audit_from_row(row: &Row) -> Result<AuditRecord> {
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests_postgres;

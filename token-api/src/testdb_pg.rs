@@ -49,11 +49,6 @@ impl PgTestDb {
     pub fn url(&self) -> &str {
         &self.url
     }
-
-    /// Direct access for tests that inspect or tamper with the tables.
-    pub fn raw<T>(&self, f: impl FnOnce(&mut postgres::Client) -> T) -> T {
-        f(&mut self.client.lock().unwrap())
-    }
 }
 
 /// SQL NULL for a parameter of any type.
