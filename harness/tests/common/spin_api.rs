@@ -43,6 +43,40 @@ pub fn require_built() {
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 
+/// `TOKEN_API_TEST_STORE=postgres` runs these tests with the token API on
+/// PostgreSQL (`just test` runs them on both stores): one database per data
+/// directory on the test process's shared server, so a restart finds its
+/// tokens again.
+pub fn test_store_is_postgres() -> bool {
+    std::env::var("TOKEN_API_TEST_STORE").is_ok_and(|s| s == "postgres")
+}
+
+/// The store variables for a host on `data_dir` (none on SQLite).
+pub fn postgres_variables(data_dir: &std::path::Path) -> Vec<(String, String)> {
+    if !test_store_is_postgres() {
+        return Vec::new();
+    }
+    let server = harness::pgserver::shared()
+        .unwrap_or_else(|e| panic!("TOKEN_API_TEST_STORE=postgres needs a PostgreSQL server: {e}"));
+    let marker = data_dir.join("postgres-url");
+    let url = match std::fs::read_to_string(&marker) {
+        Ok(url) => url,
+        Err(_) => {
+            let url = server
+                .fresh_database()
+                .unwrap_or_else(|e| panic!("test database: {e}"));
+            std::fs::create_dir_all(data_dir).expect("data dir");
+            std::fs::write(&marker, &url).expect("remember the test database");
+            url
+        }
+    };
+    vec![
+        ("store".into(), "postgres".into()),
+        ("postgres_url".into(), url),
+        ("postgres_host".into(), server.host()),
+    ]
+}
+
 /// One answer, body kept raw.
 #[derive(Debug)]
 pub struct Resp {
@@ -196,12 +230,14 @@ impl Api {
 
     pub fn options(data_dir: PathBuf) -> SpinOptions {
         require_built();
+        let postgres = postgres_variables(&data_dir);
         let mut opts = SpinOptions::new(manifest_path(), data_dir);
         opts.env_variables = false;
         opts.variables.insert(
             "admin_key_sha256".into(),
             mcpgw_token::format::sha256_hex(ADMIN_KEY),
         );
+        opts.variables.extend(postgres);
         opts
     }
 
