@@ -102,6 +102,13 @@ skopeo:
 # Run every test: unit tests, both hosts against the real .wasm files, real Envoy, the console in Chromium, the deploy kit, both token stores (SQLite, PostgreSQL).
 test: build envoy pydeps browser skopeo postgres
     cargo test --workspace --no-fail-fast
+    @echo "the token API's HTTP suites again, the component on PostgreSQL (SQLite-file tampering tests skipped)"
+    TOKEN_API_TEST_STORE=postgres cargo test -p harness --no-fail-fast \
+        --test token_api_lifecycle --test token_api_paging --test token_api_concurrency \
+        --test token_api_lineage --test token_api_errors --test token_api_feed -- \
+        --skip a_storage_failure_is_500_without_internals \
+        --skip a_restored_database_resets_cursors_past_its_head \
+        --skip pruning_keeps_recent_entries_and_resets_cursors_older_than_it
 
 # Write filter.wasm as an OCI image layout in deploy/out/filter-oci (tags <version> and <version>-wasm) for Istio and Envoy Gateway.
 package *ARGS: build
