@@ -109,6 +109,12 @@ struct TokenApiArgs {
     /// Longest cache TTL introspect hands out.
     #[arg(long, default_value_t = 30)]
     cache_ttl_s: u32,
+    /// Keep the tokens in PostgreSQL at this URL (default: SQLite in --data).
+    #[arg(long, requires = "postgres_host")]
+    postgres_url: Option<String>,
+    /// `host:port` of that server (the component's allowed outbound host).
+    #[arg(long)]
+    postgres_host: Option<String>,
 }
 
 /// The filter's revocation poll period in these runs (its default).
@@ -140,7 +146,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(a) => run(a).await,
             Command::TokenApi(a) => {
-                token_api::serve(a.listen, a.data, a.admin_key_sha256, a.cache_ttl_s).await
+                let pg = a
+                    .postgres_url
+                    .zip(a.postgres_host)
+                    .map(|(url, host)| token_api::Postgres { url, host });
+                token_api::serve(a.listen, a.data, a.admin_key_sha256, a.cache_ttl_s, pg).await
             }
         }
     });
@@ -233,7 +243,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
 
     let upstream = upstream::Upstream::start().await?;
     eprintln!("bench: starting the token API");
-    let api = TokenApi::start(&work.join("token-api"), a.load_core, 300).await?;
+    let api = TokenApi::start(&work.join("token-api"), a.load_core, 300, None).await?;
     let outcome = measure_all(
         &a,
         &mut report,
@@ -310,26 +320,36 @@ async fn measure_all(
     report.memory = outcome.memory;
     report.filter_stats = outcome.filter_stats;
 
-    // 2. Introspect alone, the token API on Envoy's (now idle) core.
-    eprintln!("bench: introspect throughput");
-    let api_pid = api.pid()?;
-    pin::pin(api_pid, &a.envoy_core.to_string())?;
-    let url = format!("{}/api/v1/mcptokens/introspect", api.url());
-    let mut run = Load {
-        url: &url,
-        authorization: Some(&valid),
-        connections: INTROSPECT_CONNECTIONS,
-        duration: Duration::from_secs(a.warmup.max(1)),
-        core: a.load_core,
-    };
-    let introspect = async {
-        load::run(tool, &run).await?;
-        run.duration = Duration::from_secs(a.duration);
-        load::run(tool, &run).await
+    // 2. Introspect alone, the token API on Envoy's (now idle) core: on
+    // SQLite, then the same on PostgreSQL (its server on the load core).
+    eprintln!("bench: introspect throughput (SQLite)");
+    report.introspect = Some(introspect(a, tool, api, &valid).await?);
+    eprintln!("bench: introspect throughput (PostgreSQL)");
+    let mut pg = harness::pgserver::PgServer::start(harness::pgserver::PgServerOptions {
+        dir: Some(work.join("postgres")),
+        port: 0,
+        durable: true,
+    })
+    .await?;
+    let measured = async {
+        let url = pg.create_database("bench").await?;
+        let target = token_api::Postgres {
+            url,
+            host: format!("127.0.0.1:{}", pg.port()),
+        };
+        let on_pg =
+            TokenApi::start(&work.join("token-api-pg"), a.load_core, 300, Some(&target)).await?;
+        let minted = on_pg.mint("bench-pg").await;
+        let result = match minted {
+            Ok(t) => introspect(a, tool, &on_pg, &format!("Bearer {}", t.token)).await,
+            Err(e) => Err(e),
+        };
+        on_pg.stop().await;
+        result
     }
     .await;
-    pin::pin(api_pid, &a.load_core.to_string())?;
-    report.introspect = Some(introspect?);
+    pg.stop().await;
+    report.introspect_postgres = Some(measured?);
 
     // 3. Revoke → first 401.
     eprintln!("bench: revocation latency");
@@ -395,4 +415,44 @@ async fn measure_all(
         report.probe_retried = retried;
     }
     Ok(())
+}
+
+/// Introspect alone: the token API moved to Envoy's (idle) core, the load
+/// tool on the load core, a warm-up then a measured run; plus the token
+/// API's CPU time per request, which contention on the machine changes less.
+async fn introspect(
+    a: &RunArgs,
+    tool: &Tool,
+    api: &TokenApi,
+    authorization: &str,
+) -> anyhow::Result<report::Introspect> {
+    let api_pid = api.pid()?;
+    pin::pin(api_pid, &a.envoy_core.to_string())?;
+    let url = format!("{}/api/v1/mcptokens/introspect", api.url());
+    let mut run = Load {
+        url: &url,
+        authorization: Some(authorization),
+        connections: INTROSPECT_CONNECTIONS,
+        duration: Duration::from_secs(a.warmup.max(1)),
+        core: a.load_core,
+    };
+    let measured = async {
+        load::run(tool, &run).await?;
+        run.duration = Duration::from_secs(a.duration);
+        let before = procfs::cpu_ticks(api_pid)?;
+        let m = load::run(tool, &run).await?;
+        let ticks = procfs::cpu_ticks(api_pid)?.saturating_sub(before);
+        let cpu_us_per_req = if m.requests > 0 {
+            ticks as f64 / procfs::ticks_per_second() * 1e6 / m.requests as f64
+        } else {
+            0.0
+        };
+        anyhow::Ok(report::Introspect {
+            measured: m,
+            cpu_us_per_req,
+        })
+    }
+    .await;
+    pin::pin(api_pid, &a.load_core.to_string())?;
+    measured
 }

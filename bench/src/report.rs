@@ -10,6 +10,13 @@ use crate::procfs::Machine;
 use crate::summary::{self, Route, Row, Variant};
 use crate::throughput::Memory;
 
+/// One introspect run: the load tool's figures and the token API's CPU.
+#[derive(Debug, Clone)]
+pub struct Introspect {
+    pub measured: Measured,
+    pub cpu_us_per_req: f64,
+}
+
 /// Everything one `just bench` run measured.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -22,7 +29,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub memory: Vec<Memory>,
     pub filter_stats: BTreeMap<String, u64>,
-    pub introspect: Option<Measured>,
+    pub introspect: Option<Introspect>,
+    pub introspect_postgres: Option<Introspect>,
     pub revocation_ms: Vec<f64>,
     pub callouts: Vec<(u32, Vec<Burst>)>,
     pub filter_wasm_bytes: u64,
@@ -211,22 +219,41 @@ impl Report {
              filter would need a wrapper service answering 200 + `x-mcp-*` headers or 401, \
              one more hop per request. The row above is therefore a lower bound on its cost.\n"
         );
-        if let Some(i) = &self.introspect {
+        if self.introspect.is_some() || self.introspect_postgres.is_some() {
             let _ = writeln!(o, "## Token API introspect\n");
             let _ = writeln!(
                 o,
                 "`token_api.wasm` on the harness's Spin-compatible host (profile \
                  `host-release`), pinned alone to core {}, load tool on core {} with {} \
-                 connections, active token: **{:.0} req/s**, p50 {:.0} µs, p99 {:.0} µs \
-                 ({} non-200).\n",
-                s.envoy_core,
-                s.load_core,
-                s.introspect_connections,
-                i.rps(),
-                i.p50_us,
-                i.p99_us,
-                i.http_errors + i.socket_errors
+                 connections, active token, {} s after a warm-up. *CPU/req*: the token API \
+                 process's user+system time over the requests it answered; when it has its \
+                 core to itself, req/s ≈ 10⁶ / CPU/req. PostgreSQL runs on the load core, \
+                 on loopback.\n",
+                s.envoy_core, s.load_core, s.introspect_connections, s.duration_s
             );
+            let _ = writeln!(o, "| store | req/s | p50 | p99 | CPU/req | non-200 |");
+            let _ = writeln!(o, "|---|--:|--:|--:|--:|--:|");
+            for (name, i) in [
+                ("SQLite (Spin `default` database, WAL)", &self.introspect),
+                (
+                    "PostgreSQL (`spin:postgres`, pooled connections)",
+                    &self.introspect_postgres,
+                ),
+            ] {
+                if let Some(i) = i {
+                    let m = &i.measured;
+                    let _ = writeln!(
+                        o,
+                        "| {name} | **{:.0}** | {:.0} µs | {:.0} µs | {:.1} µs | {} |",
+                        m.rps(),
+                        m.p50_us,
+                        m.p99_us,
+                        i.cpu_us_per_req,
+                        m.http_errors + m.socket_errors
+                    );
+                }
+            }
+            let _ = writeln!(o);
         }
         if !self.revocation_ms.is_empty() {
             let list: Vec<String> = self

@@ -12,12 +12,21 @@ use serde_json::{json, Value};
 
 use harness::spin::{SpinOptions, TokenApiHost};
 
+/// The PostgreSQL database a token API instance keeps its tokens in.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    pub url: String,
+    /// `host:port`, the `postgres_host` variable (allowed_outbound_hosts).
+    pub host: String,
+}
+
 /// `bench token-api …`: serves until SIGTERM or Ctrl-C.
 pub async fn serve(
     listen: SocketAddr,
     data: PathBuf,
     admin_key_sha256: String,
     cache_ttl_s: u32,
+    postgres: Option<Postgres>,
 ) -> anyhow::Result<()> {
     let mut opts = SpinOptions::new(
         harness::stack::workspace_root().join("token-api/spin.toml"),
@@ -31,6 +40,11 @@ pub async fn serve(
         .insert("admin_key_sha256".into(), admin_key_sha256);
     opts.variables
         .insert("default_cache_ttl_s".into(), cache_ttl_s.to_string());
+    if let Some(pg) = postgres {
+        opts.variables.insert("store".into(), "postgres".into());
+        opts.variables.insert("postgres_url".into(), pg.url);
+        opts.variables.insert("postgres_host".into(), pg.host);
+    }
     let running = TokenApiHost::start(opts)
         .await
         .map_err(|e| anyhow!("token API: {e}"))?;
@@ -60,16 +74,22 @@ pub struct TokenApi {
 }
 
 impl TokenApi {
-    /// Starts `<this binary> token-api` pinned to `core`; waits for `/health`.
-    pub async fn start(data: &Path, core: usize, cache_ttl_s: u32) -> anyhow::Result<Self> {
+    /// Starts `<this binary> token-api` pinned to `core` (on PostgreSQL when
+    /// given, else SQLite in `data`); waits for `/health`.
+    pub async fn start(
+        data: &Path,
+        core: usize,
+        cache_ttl_s: u32,
+        postgres: Option<&Postgres>,
+    ) -> anyhow::Result<Self> {
         let port = harness::stack::free_port()?;
         let admin_key = harness::stack::random_admin_key()?;
         std::fs::create_dir_all(data)?;
         let log = data.join("token-api.log");
         let log_file = std::fs::File::create(&log)?;
         let exe = std::env::current_exe().context("locating the bench binary")?;
-        let child = tokio::process::Command::new("taskset")
-            .args(["-c", &core.to_string()])
+        let mut cmd = tokio::process::Command::new("taskset");
+        cmd.args(["-c", &core.to_string()])
             .arg(exe)
             .arg("token-api")
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -79,7 +99,11 @@ impl TokenApi {
                 "--admin-key-sha256",
                 &mcpgw_token::format::sha256_hex(&admin_key),
             ])
-            .args(["--cache-ttl-s", &cache_ttl_s.to_string()])
+            .args(["--cache-ttl-s", &cache_ttl_s.to_string()]);
+        if let Some(pg) = postgres {
+            cmd.args(["--postgres-url", &pg.url, "--postgres-host", &pg.host]);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

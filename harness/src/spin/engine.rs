@@ -23,6 +23,11 @@ pub fn engine() -> Result<&'static Engine, String> {
         .get_or_init(|| {
             let mut config = Config::new();
             config.wasm_component_model_async(true);
+            // A fresh instance per request (as Spin) makes instantiation the
+            // host's main cost; the pooling allocator reuses instance slots
+            // instead of mapping and unmapping memory every time (as Spin
+            // and `wasmtime serve` do).
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling()));
             // wasmtime's on-disk cache (as `spin up` and `wasmtime serve` use)
             // saves the multi-second compile on every later start.
             match wasmtime::Cache::from_file(None) {
@@ -31,10 +36,40 @@ pub fn engine() -> Result<&'static Engine, String> {
                 }
                 Err(e) => eprintln!("spin host: compiling without wasmtime's cache: {e}"),
             }
-            Engine::new(&config).map_err(|e| format!("cannot create the wasmtime engine: {e}"))
+            Engine::new(&config).or_else(|e| {
+                // Pools reserve address space up front; where that is refused
+                // (a tight `ulimit -v`), instances are mapped one by one.
+                eprintln!("spin host: without the pooling allocator ({e})");
+                config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
+                Engine::new(&config).map_err(|e| format!("cannot create the wasmtime engine: {e}"))
+            })
         })
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// Room for this many requests in flight at once across every host of the
+/// process (tests start many), each a component instance of a few core
+/// instances, memories and tables.
+const POOLED_REQUESTS: u32 = 1_000;
+
+fn pooling() -> wasmtime::PoolingAllocationConfig {
+    let mut p = wasmtime::PoolingAllocationConfig::new();
+    p.total_component_instances(POOLED_REQUESTS)
+        .total_core_instances(POOLED_REQUESTS * 8)
+        .total_memories(POOLED_REQUESTS * 2)
+        .total_tables(POOLED_REQUESTS * 4)
+        .total_stacks(POOLED_REQUESTS)
+        .max_core_instances_per_component(32)
+        .max_memories_per_component(4)
+        .max_tables_per_component(16)
+        // Linear memories are at most 64 MiB: plenty for the token API,
+        // and 2,000 of them fit the address space comfortably.
+        .max_memory_size(64 << 20)
+        // Reused slots are reset with memset instead of fresh pages.
+        .linear_memory_keep_resident(256 << 10)
+        .table_keep_resident(64 << 10);
+    p
 }
 
 /// Compiles `path`, or reuses this process's compilation of the same file

@@ -240,9 +240,19 @@ impl HasData for SqliteHost {
 }
 
 async fn open_connection(db: Arc<Database>) -> Result<Connection, Error> {
-    let pooled = tokio::task::spawn_blocking(move || db.checkout())
-        .await
-        .map_err(|e| Error::Io(format!("SQLite task failed: {e}")))??;
+    // An idle connection is taken here; only opening a new one (file I/O)
+    // goes to the blocking pool.
+    let idle = db.idle_list().pop();
+    let pooled = match idle {
+        Some(conn) => Pooled {
+            db,
+            conn: Some(conn),
+            used: false,
+        },
+        None => tokio::task::spawn_blocking(move || db.checkout())
+            .await
+            .map_err(|e| Error::Io(format!("SQLite task failed: {e}")))??,
+    };
     Ok(Connection(Arc::new(Mutex::new(pooled))))
 }
 
@@ -358,7 +368,27 @@ fn to_error(e: rusqlite::Error) -> Error {
 }
 
 async fn execute_on(conn: Connection, sql: String, params: Vec<Value>) -> Result<Executed, Error> {
+    // A read outside a transaction never waits for a lock in WAL mode, and
+    // takes microseconds: it runs right here, which spares two thread
+    // switches on the hot path (introspection is one such read). Writes and
+    // statements inside a transaction may wait for another writer's lock
+    // (up to the busy timeout), so they go to the blocking pool.
+    {
+        let mut guard = conn.0.lock().unwrap_or_else(|e| e.into_inner());
+        let pooled = &mut *guard;
+        if let Some(c) = pooled.conn.as_ref() {
+            if c.is_autocommit() && is_read(c, &sql) {
+                pooled.used = true;
+                return execute(c, &sql, params);
+            }
+        }
+    }
     conn.run(move |c| execute(c, &sql, params)).await?
+}
+
+/// Whether `sql` only reads (SQLite's own verdict on the prepared statement).
+fn is_read(conn: &rusqlite::Connection, sql: &str) -> bool {
+    conn.prepare_cached(sql).is_ok_and(|s| s.readonly())
 }
 
 impl wit::Host for SqliteView<'_> {}
