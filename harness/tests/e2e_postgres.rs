@@ -82,7 +82,7 @@ async fn call(
         .expect("gateway reachable");
     let status = r.status().as_u16();
     let retry_after = r.headers().contains_key("retry-after");
-    let body = r.bytes().await.unwrap_or_default();
+    let body = r.text().await.unwrap_or_default();
     (status, support::parse_whoami(&body), retry_after)
 }
 
@@ -101,15 +101,28 @@ async fn two_instances_on_one_database_behind_envoy() {
         introspect_at(&http, &instance(&stack, 1), &t.raw).await["active"],
         true
     );
-    for _ in 0..6 {
-        let (status, who, _) = call(&http, &stack, &t).await;
-        assert_eq!(status, 200);
-        let who = who.expect("whoami answer");
-        assert_eq!(
-            (who.tenant.as_str(), who.token_id.as_str()),
-            ("acme", t.id.as_str())
-        );
+    let mut ok = 0;
+    for _ in 0..20 {
+        let (status, who, retry_after) = call(&http, &stack, &t).await;
+        match status {
+            200 => {
+                let who = who.expect("whoami answer");
+                assert_eq!(
+                    (who.tenant.as_str(), who.token_id.as_str()),
+                    ("acme", t.id.as_str())
+                );
+                ok += 1;
+            }
+            // A callout slower than its timeout (a cold instance on a busy
+            // machine): the documented answer, to be retried.
+            503 => assert!(retry_after, "a 503 carries Retry-After"),
+            other => panic!("status {other} for a live token"),
+        }
+        if ok == 6 {
+            break;
+        }
     }
+    assert_eq!(ok, 6, "the token did not work through the gateway");
 
     // Revoked on instance 2 while the gateway's workers poll both in turn.
     let r = http
