@@ -162,7 +162,7 @@ fn unique_suffix() -> String {
     format!(
         "tmp-{}-{}",
         std::process::id(),
-        mcpgw_token::format::hex(&r)
+        mcpgw_token::hex::encode(&r)
     )
 }
 
@@ -205,7 +205,7 @@ fn init_cluster(bin: &Path, dir: &Path, user: Option<(u32, u32)>) -> Result<()> 
     set_mode(dir, 0o755)?;
     let mut secret = [0u8; 18];
     getrandom::fill(&mut secret).map_err(|e| failed(format!("no randomness: {e}")))?;
-    let password = mcpgw_token::format::hex(&secret);
+    let password = mcpgw_token::hex::encode(&secret);
     let pwfile = dir.join("password");
     std::fs::write(&pwfile, &password).map_err(|e| failed(format!("{}: {e}", pwfile.display())))?;
     set_mode(&pwfile, 0o600)?;
@@ -316,7 +316,7 @@ impl SharedServer {
     pub fn fresh_database(&self) -> std::result::Result<String, String> {
         let mut r = [0u8; 8];
         getrandom::fill(&mut r).map_err(|e| format!("no randomness: {e}"))?;
-        let name = format!("t_{}", mcpgw_token::format::hex(&r));
+        let name = format!("t_{}", mcpgw_token::hex::encode(&r));
         let (tx, rx) = std::sync::mpsc::channel();
         self.requests
             .lock()

@@ -21,7 +21,7 @@ pub fn fresh_database() -> String {
         harness::pgserver::shared().unwrap_or_else(|e| panic!("PostgreSQL test server: {e}"));
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).expect("randomness");
-    let name = format!("t_{}", mcpgw_token::format::hex(&bytes));
+    let name = format!("t_{}", mcpgw_token::hex::encode(&bytes));
     let mut admin = postgres::Client::connect(&server.url("postgres"), postgres::NoTls)
         .expect("connect to the shared server");
     admin
