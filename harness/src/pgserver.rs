@@ -383,8 +383,8 @@ pub fn shared() -> std::result::Result<&'static SharedServer, String> {
         .map_err(Clone::clone)
 }
 
-/// How to run a server.
-#[derive(Debug, Clone)]
+/// How to run a server (default: temporary, free port, not durable).
+#[derive(Debug, Clone, Default)]
 pub struct PgServerOptions {
     /// Cluster directory (created with `initdb` when empty); `None` = a
     /// temporary one, removed on drop.
@@ -393,16 +393,6 @@ pub struct PgServerOptions {
     pub port: u16,
     /// `fsync` and synchronous commit on (durable data) or off (tests).
     pub durable: bool,
-}
-
-impl Default for PgServerOptions {
-    fn default() -> Self {
-        Self {
-            dir: None,
-            port: 0,
-            durable: false,
-        }
-    }
 }
 
 /// A running (or stopped, restartable) server.

@@ -199,7 +199,7 @@ async fn an_instance_stopping_mid_load_loses_no_token_and_crosses_no_tenant() {
         let fresh = support::mint(
             &http,
             &stack,
-            json!({"name": format!("fresh-{round}"), "tenant": if round % 2 == 0 { "acme" } else { "globex" }}),
+            json!({"name": format!("fresh-{round}"), "tenant": if round.is_multiple_of(2) { "acme" } else { "globex" }}),
         )
         .await
         .expect("instance 1 keeps minting");

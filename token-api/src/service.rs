@@ -725,4 +725,5 @@ mod tests;
 /// the engine (`testdb::AnyTestDb::for_module`).
 #[cfg(all(test, not(target_arch = "wasm32")))]
 #[path = "service/tests.rs"]
+#[allow(clippy::duplicate_mod)] // on purpose: once per engine
 mod tests_postgres;

@@ -76,7 +76,7 @@ impl Db for TestDb {
 /// A test database on either engine, so one test body runs on both.
 pub enum AnyTestDb {
     Sqlite(TestDb),
-    Postgres(PgTestDb),
+    Postgres(Box<PgTestDb>),
 }
 
 impl AnyTestDb {
@@ -84,7 +84,7 @@ impl AnyTestDb {
     pub fn fresh(dialect: Dialect) -> Self {
         match dialect {
             Dialect::Sqlite => AnyTestDb::Sqlite(TestDb::memory()),
-            Dialect::Postgres => AnyTestDb::Postgres(PgTestDb::fresh()),
+            Dialect::Postgres => AnyTestDb::Postgres(Box::new(PgTestDb::fresh())),
         }
     }
 
@@ -114,7 +114,11 @@ impl AnyTestDb {
             Dialect::Postgres => {
                 let one = PgTestDb::fresh();
                 let two = PgTestDb::connect(one.url());
-                (AnyTestDb::Postgres(one), AnyTestDb::Postgres(two), None)
+                (
+                    AnyTestDb::Postgres(Box::new(one)),
+                    AnyTestDb::Postgres(Box::new(two)),
+                    None,
+                )
             }
         }
     }
