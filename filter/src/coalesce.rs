@@ -29,6 +29,9 @@ pub struct Pending<W> {
     pub token: String,
     /// (context id, per-stream handle), the sender included.
     pub waiters: Vec<(u32, W)>,
+    /// False once the cache was emptied while this callout was in flight:
+    /// its answer may predate what emptied it.
+    pub cacheable: bool,
 }
 
 #[derive(Debug)]
@@ -75,8 +78,17 @@ impl<W> Inflight<W> {
                 owner: Owner::Stream(context_id),
                 token,
                 waiters: vec![(context_id, w)],
+                cacheable: true,
             },
         );
+    }
+
+    /// Answers of every callout now in flight decide for their waiters but
+    /// must not be cached.
+    pub fn forget_answers(&mut self) {
+        for p in self.map.values_mut() {
+            p.cacheable = false;
+        }
     }
 
     /// The answer for `key` arrived: everyone waiting on it.
@@ -140,6 +152,16 @@ mod tests {
         assert_eq!(ids, vec![10, 11, 12]);
         assert!(f.finish(&K).is_none());
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn forgotten_answers_are_not_cacheable_later_ones_are() {
+        let mut f = Inflight::default();
+        f.start(K, "tok".into(), 10, ());
+        f.forget_answers();
+        f.start([2; 32], "tok2".into(), 11, ());
+        assert!(!f.finish(&K).unwrap().cacheable);
+        assert!(f.finish(&[2; 32]).unwrap().cacheable);
     }
 
     #[test]

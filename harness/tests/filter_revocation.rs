@@ -248,6 +248,31 @@ fn a_tick_reads_page_after_page_while_more_says_so_up_to_ten() {
     assert!(feed_polls(&env).is_empty());
 }
 
+/// An introspection answer already on its way when a reset empties the
+/// cache may predate a revocation the reset hid: it decides for the request
+/// that waited on it, and is not cached.
+#[test]
+fn an_answer_in_flight_across_a_reset_is_used_once_not_cached() {
+    let mut a = feed_envoy();
+    let t = token(1);
+    let poll = next_poll(&mut a);
+    a.answer(poll.id, 200, &feed_page("e1.5", &[]));
+    let stream = a.send(mcp(&t, &initialize(1)));
+    let callout = the_introspection(&a);
+    let poll = next_poll(&mut a);
+    a.answer(poll.id, 200, &feed_reset("e1.3"));
+    a.answer(callout.id, 200, &all_mcp());
+    assert_served(&a.outcome(stream));
+    // Not cached: the next request asks again.
+    let stream = a.send(mcp(&t, &initialize(2)));
+    let callout = the_introspection(&a);
+    a.answer(callout.id, 200, &all_mcp());
+    assert_served(&a.outcome(stream));
+    // That answer came after the reset: cached as usual.
+    assert_served(&a.request(mcp(&t, &initialize(3))));
+    assert!(introspections(&a).is_empty());
+}
+
 #[test]
 fn a_reset_drops_every_cached_decision_here_and_in_shared_data() {
     let mut a = feed_envoy();

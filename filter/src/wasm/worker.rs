@@ -98,8 +98,9 @@ impl Worker {
         }
     }
 
-    /// Caches a fresh answer here and in the shared layer.
-    pub fn record(&mut self, key: &Key, answer: Answer, now: u64) -> Decision {
+    /// Caches a fresh answer here and in the shared layer; `cache` false
+    /// only decides (an answer to a callout sent before a feed reset).
+    pub fn record(&mut self, key: &Key, answer: Answer, now: u64, cache: bool) -> Decision {
         let (decision, deadlines) = match answer {
             // Answered before a revocation this worker has since applied.
             Answer::Active { .. } if self.revoked.contains(key) => (
@@ -112,6 +113,9 @@ impl Worker {
             }
             Answer::Inactive(r) => (Decision::Inactive(r), self.policy.inactive(now)),
         };
+        if !cache {
+            return decision;
+        }
         self.cache_insert(*key, decision.clone(), deadlines, now);
         // "Unknown" answers stay local: made-up tokens are what a flood
         // sends, and sharing them would cost a bucket rewrite each while no
@@ -212,6 +216,9 @@ impl Worker {
     /// worker knows was revoked.
     pub fn drop_decisions(&mut self) {
         self.cache = LocalCache::new(self.policy.max_entries);
+        // Answers already on their way may predate the reset: they decide
+        // for the requests waiting on them but are not cached.
+        self.inflight.forget_answers();
         let empty = shared::encode(&[]);
         for bucket in shared::bucket_keys(&self.cfg.token_api.cluster) {
             let _ = hostcalls::set_shared_data(&bucket, Some(&empty), None);
@@ -279,8 +286,9 @@ pub fn resolve(
     let (pending, cfg, outcome) = {
         let mut w = worker.borrow_mut();
         let pending = w.inflight.finish(key);
+        let cache = pending.as_ref().is_none_or(|p| p.cacheable);
         let outcome = match result {
-            Ok(answer) => match w.record(key, answer, now) {
+            Ok(answer) => match w.record(key, answer, now, cache) {
                 Decision::Active(grant) => Outcome::Allow {
                     grant,
                     stale: false,

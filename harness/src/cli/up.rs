@@ -172,16 +172,24 @@ fn load(path: &PathBuf) -> anyhow::Result<DemoState> {
     }
 }
 
+/// Writes the state (it holds the admin key and raw tokens) readable by its
+/// owner only, on every write: `mode` at open applies to new files alone, so
+/// the permissions are set on a fresh file that then replaces the old one.
 fn save(path: &Path, state: &DemoState) -> anyhow::Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let tmp = path.with_extension("json.tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)?;
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(serde_json::to_string_pretty(state)?.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
 }
 
@@ -222,7 +230,8 @@ fn unix_seconds() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_password;
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn printed_postgres_urls_hide_the_password() {
@@ -235,5 +244,18 @@ mod tests {
             redact_password("host=db password=s3cret user=me"),
             "host=db password=*** user=me"
         );
+    }
+
+    #[test]
+    fn demo_state_is_owner_only_on_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo.json");
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        save(&path, &DemoState::default()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(load(&path.to_path_buf()).is_ok());
+        assert!(!path.with_extension("json.tmp").exists());
     }
 }
