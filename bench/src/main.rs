@@ -1,10 +1,12 @@
 //! `just bench`: the gateway's filter side by side with Envoy alone, an empty
 //! proxy-wasm filter and Envoy's ext_authz; introspect throughput;
-//! revocation latency; callouts under a burst; size and memory.
+//! revocation latency; callouts under a burst; a flood of made-up tokens;
+//! size and memory.
 //! Writes `bench/RESULTS.md`. Benchmarks, not tests: nothing here asserts a speed.
 
 mod callouts;
 mod envoy_config;
+mod flood;
 mod gateway;
 mod load;
 mod pin;
@@ -80,6 +82,9 @@ struct RunArgs {
     /// Concurrent requests with one uncached token.
     #[arg(long, default_value_t = 100)]
     burst: usize,
+    /// Made-up tokens in the flood run (0 skips it).
+    #[arg(long, default_value_t = 12_000)]
+    flood: usize,
     /// Host-call probes: `auto` (when cache hit < 0.90 × empty wasm), `always`, `never`.
     #[arg(long, default_value = "auto")]
     probe: String,
@@ -120,6 +125,8 @@ struct TokenApiArgs {
 /// The filter's revocation poll period in these runs (its default).
 const POLL_MS: u64 = 1000;
 const INTROSPECT_CONNECTIONS: u32 = 16;
+/// `token_api.max_inflight` in the flood run: below its connections.
+const FLOOD_MAX_INFLIGHT: u64 = 16;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -392,7 +399,29 @@ async fn measure_all(
         report.callouts.push((workers, bursts));
     }
 
-    // 5. Where the cache hit's time goes, when it misses its target.
+    // 5. A flood of made-up tokens while live tokens are used and one is revoked.
+    if a.flood > 0 {
+        eprintln!("bench: a flood of {} made-up tokens", a.flood);
+        let mut config = filter_config(POLL_MS);
+        config["token_api"]["max_inflight"] = json!(FLOOD_MAX_INFLIGHT);
+        let chain = Chain::McpAuth { config };
+        let dir = work.join("envoy-flood");
+        let core = a.envoy_core.to_string();
+        let gw = Gateway::start(&common, &chain, &dir, 1, &core).await?;
+        let setup = flood::Setup {
+            gateway: &gw,
+            api,
+            made_up: a.flood,
+            connections: a.connections as usize,
+            workers: 1,
+            max_inflight: FLOOD_MAX_INFLIGHT,
+        };
+        let result = flood::run(&setup).await;
+        gw.stop().await;
+        report.flood = Some(result?);
+    }
+
+    // 6. Where the cache hit's time goes, when it misses its target.
     let below = report
         .hit_over_empty(Route::Direct)
         .is_some_and(|r| r < 0.90);

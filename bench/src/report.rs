@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::callouts::Burst;
+use crate::flood::Flood;
 use crate::load::Measured;
 use crate::probe::{self, ProbeRow};
 use crate::procfs::Machine;
@@ -33,6 +34,7 @@ pub struct Report {
     pub introspect_postgres: Option<Introspect>,
     pub revocation_ms: Vec<f64>,
     pub callouts: Vec<(u32, Vec<Burst>)>,
+    pub flood: Option<Flood>,
     pub filter_wasm_bytes: u64,
     pub empty_wasm_bytes: u64,
     pub probe: Option<Vec<ProbeRow>>,
@@ -301,6 +303,65 @@ impl Report {
                         per.join(" / ")
                     );
                 }
+            }
+            let _ = writeln!(o);
+        }
+        if let Some(f) = &self.flood {
+            let _ = writeln!(o, "## A flood of made-up tokens\n");
+            let _ = writeln!(
+                o,
+                "{} well-formed tokens never issued (each worth a callout), over {} keep-alive \
+                 connections, then round again until a revocation was probed; meanwhile two \
+                 cached tokens send a request every 2 ms and one cached token is revoked. \
+                 Envoy {} worker(s), `token_api.max_inflight` {}, `revocation_poll_ms` {}.\n",
+                f.made_up, f.connections, f.workers, f.max_inflight, s.poll_ms
+            );
+            let _ = writeln!(o, "| | |\n|---|--:|");
+            let rows = [
+                (
+                    "flood requests",
+                    format!(
+                        "{} in {:.1} s ({:.0}/s)",
+                        f.requests,
+                        f.seconds,
+                        f.requests as f64 / f.seconds.max(1e-9)
+                    ),
+                ),
+                (
+                    "answered 401 (callout made) / 503 at once / other",
+                    format!("{} / {} / {}", f.unauthorized, f.busy, f.other),
+                ),
+                (
+                    "introspection callouts",
+                    format!(
+                        "{} ({:.0}/s)",
+                        f.callouts,
+                        f.callouts as f64 / f.seconds.max(1e-9)
+                    ),
+                ),
+                (
+                    "cached tokens: requests that succeeded",
+                    format!(
+                        "{} of {} ({:.2} %), p99 {:.1} ms",
+                        f.live_ok,
+                        f.live_ok + f.live_failed,
+                        100.0 * f.live_ok as f64 / ((f.live_ok + f.live_failed).max(1)) as f64,
+                        f.live_p99_ms
+                    ),
+                ),
+                (
+                    "fresh active decisions evicted",
+                    f.evicted_active.to_string(),
+                ),
+                (
+                    "revoked token refused after the revoke call returned",
+                    f.revocation_ms.map_or("never (5 s)".into(), |ms| {
+                        format!("{ms:.0} ms (the call took {:.0} ms)", f.revoke_call_ms)
+                    }),
+                ),
+            ];
+            for (k, v) in rows {
+                let _ = writeln!(o, "| {k} | {v} |");
             }
             let _ = writeln!(o);
         }

@@ -307,6 +307,9 @@ fn an_empty_configuration_means_the_spec_defaults() {
     let mut env = host().envoy("").unwrap_or_else(|e| panic!("{e}"));
     let out = env.request(Request::get("/health"));
     assert_eq!(out.status(), Some(200));
+    // A quick first tick sends the first feed poll, then the default period.
+    assert_eq!(env.tick_period(), Some(millis(50)));
+    env.tick();
     assert_eq!(env.tick_period(), Some(millis(1000)));
 }
 

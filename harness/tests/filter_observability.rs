@@ -82,6 +82,13 @@ fn every_outcome_moves_its_metric() {
 fn the_feed_and_revocations_have_metrics_too() {
     let mut env = envoy_with(json!({}));
     let t = token(1);
+    env.tick();
+    let poll = feed_polls(&env).remove(0);
+    env.answer(
+        poll.id,
+        200,
+        &json!({"cursor": "0", "revoked": [], "more": false}),
+    );
     admit_all(&mut env, &t);
     env.tick();
     let poll = feed_polls(&env).remove(0);
@@ -92,7 +99,7 @@ fn the_feed_and_revocations_have_metrics_too() {
     );
     env.tick();
     env.fail(feed_polls(&env).remove(0).id);
-    assert_eq!(env.metric("mcp_auth.feed.polls"), 2);
+    assert_eq!(env.metric("mcp_auth.feed.polls"), 3);
     assert_eq!(env.metric("mcp_auth.feed.failures"), 1);
     assert!(env.metric("mcp_auth.revocations_applied") >= 1);
 }

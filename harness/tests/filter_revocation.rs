@@ -11,8 +11,19 @@ use serde_json::{json, Value};
 
 /// The docs/DESIGN.md §7 configuration with a long `ttl_s` (only the feed can evict)
 /// and callouts that outlive a poll period.
-fn feed_envoy() -> Envoy {
+fn fresh_feed_envoy() -> Envoy {
     envoy_with(json!({"cache": {"ttl_s": 3600}, "token_api": {"timeout_ms": 5000}}))
+}
+
+/// As [`fresh_feed_envoy`], past its first poll (`since=now`, answered with
+/// the head `c-0`): the worker has a cursor and caches decisions.
+fn feed_envoy() -> Envoy {
+    let mut env = fresh_feed_envoy();
+    env.tick();
+    let poll = feed_polls(&env).remove(0);
+    assert_eq!(poll.path(), format!("{FEED_PATH}?since=now"));
+    env.answer(poll.id, 200, &feed_page("c-0", &[]));
+    env
 }
 
 /// The token is refused as revoked. The filter knows it from the revocation
@@ -66,15 +77,13 @@ fn assert_served(out: &Outcome) {
 
 #[test]
 fn the_feed_is_polled_every_period_and_its_cursor_advances() {
-    let mut env = feed_envoy();
+    let mut env = fresh_feed_envoy();
+    // The first poll goes out at once (nothing is cached before its answer),
+    // then one per period.
+    assert_eq!(env.tick_period(), Some(millis(50)));
+    env.advance(millis(50));
     assert_eq!(env.tick_period(), Some(millis(1000)));
-    env.advance(millis(999));
-    assert!(
-        feed_polls(&env).is_empty(),
-        "no poll before the first period"
-    );
-
-    let poll = next_poll(&mut env);
+    let poll = feed_polls(&env).remove(0);
     assert_eq!(
         poll.cluster, "token_api",
         "feed_cluster defaults to cluster"
@@ -94,6 +103,8 @@ fn the_feed_is_polled_every_period_and_its_cursor_advances() {
     assert_eq!(poll.timeout, Some(millis(5000)), "token_api.timeout_ms");
     assert_eq!(poll.stream, None);
     env.answer(poll.id, 200, &feed_page("c-1", &[]));
+    env.advance(millis(999));
+    assert!(feed_polls(&env).is_empty(), "no poll before the period");
 
     let poll = next_poll(&mut env);
     assert_eq!(poll.path(), format!("{FEED_PATH}?since=c-1"));
@@ -151,6 +162,8 @@ fn revoking_an_uncached_token_changes_nothing_else() {
 fn a_feed_outage_keeps_cached_tokens_working_and_is_logged_once() {
     let mut env = envoy_with(json!({}));
     let t = token(1);
+    let poll = next_poll(&mut env);
+    env.answer(poll.id, 200, &feed_page("c-0", &[]));
     admit_all(&mut env, &t);
     let poll = next_poll(&mut env);
     env.fail(poll.id);
@@ -169,9 +182,9 @@ fn a_feed_outage_keeps_cached_tokens_working_and_is_logged_once() {
     assert_eq!(warnings, 1, "{}", env.log_text());
     assert_served(&env.request(mcp(&t, &initialize(2))));
 
-    // The cursor did not move on failures: still at "now".
+    // The cursor did not move on failures.
     let poll = next_poll(&mut env);
-    assert_eq!(poll.path(), since("now"));
+    assert_eq!(poll.path(), since("c-0"));
     env.answer(poll.id, 200, &feed_page("c-9", &[]));
     assert!(
         env.log_text().contains("reachable again"),
@@ -246,6 +259,34 @@ fn a_tick_reads_page_after_page_while_more_says_so_up_to_ten() {
     // the run stops there.
     env.answer(poll.id, 200, &feed_page_more("c-12", &[]));
     assert!(feed_polls(&env).is_empty());
+}
+
+/// A worker starts at the feed's head (`since=now`). A decision made before
+/// that head was read could be revoked in between, and that revocation would
+/// never come: until the first feed answer, decisions are used, not cached.
+#[test]
+fn before_its_first_feed_answer_a_worker_caches_nothing() {
+    let mut a = fresh_feed_envoy();
+    let t = token(1);
+    let out = admit_all(&mut a, &t);
+    assert_served(&out);
+    // Revoked now; the head the first poll returns already holds it.
+    let poll = next_poll(&mut a);
+    assert_eq!(poll.path(), since("now"));
+    // An answer in flight while that poll is answered is not kept either.
+    let stream = a.send(mcp(&t, &initialize(2)));
+    let callout = the_introspection(&a);
+    a.answer(poll.id, 200, &feed_page("e1.7", &[]));
+    a.answer(callout.id, 200, &all_mcp());
+    assert_served(&a.outcome(stream));
+    // So the revoked token is asked about again, and refused.
+    let out = admit(&mut a, mcp(&t, &initialize(3)), &inactive("revoked"));
+    assert_eq!(out.status(), Some(401));
+    // From the first cursor on, decisions are cached as usual.
+    let u = token(2);
+    assert_served(&admit_all(&mut a, &u));
+    assert_served(&a.request(mcp(&u, &initialize(4))));
+    assert!(introspections(&a).is_empty());
 }
 
 /// An introspection answer already on its way when a reset empties the

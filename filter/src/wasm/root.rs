@@ -17,18 +17,23 @@ use std::time::Duration;
 
 /// Tick period when the feed is off: orphaned callouts still need a rescue.
 const RESCUE_TICK_MS: u64 = 1000;
+/// The first tick, which sends the first feed poll.
+const FIRST_TICK_MS: u64 = 50;
 /// Feed pages read in one tick at most (10 × 1000 hashes); a longer backlog
 /// goes on at the next tick.
 const MAX_FEED_PAGES_PER_TICK: u32 = 10;
 
 pub(crate) struct Root {
     worker: Rc<RefCell<Worker>>,
+    /// The tick period to switch to after the first, quick tick.
+    tick_ms: Option<u64>,
 }
 
 impl Root {
     pub fn new(_context_id: u32) -> Root {
         Root {
             worker: Rc::new(RefCell::new(Worker::new(Config::default()))),
+            tick_ms: None,
         }
     }
 
@@ -198,6 +203,12 @@ impl Root {
                 }
             }
             w.feed_resetting = page.reset;
+            if w.feed_cursor.is_empty() {
+                // The first cursor of this worker (`since=now`): answers
+                // already on their way may predate revocations the head
+                // includes; from here on decisions are cached.
+                w.inflight.forget_answers();
+            }
             let moved = w.feed_cursor != page.cursor;
             w.feed_cursor = page.cursor;
             if moved {
@@ -295,12 +306,22 @@ impl RootContext for Root {
                 cfg.cache.max_entries
             ),
         );
+        // Until its first feed answer a worker caches nothing (see
+        // `Worker::caching`), so that first poll goes out at once.
+        let first = match cfg.revocation_poll_ms {
+            0 => tick,
+            _ => tick.min(FIRST_TICK_MS),
+        };
         *self.worker.borrow_mut() = Worker::new(cfg);
-        let _ = hostcalls::set_tick_period(Duration::from_millis(tick));
+        let _ = hostcalls::set_tick_period(Duration::from_millis(first));
+        self.tick_ms = (first != tick).then_some(tick);
         true
     }
 
     fn on_tick(&mut self) {
+        if let Some(period) = self.tick_ms.take() {
+            let _ = hostcalls::set_tick_period(Duration::from_millis(period));
+        }
         self.rescue_orphans();
         self.poll_feed();
     }

@@ -206,6 +206,15 @@ impl Worker {
 }
 
 impl Worker {
+    /// Whether decisions may be cached: with the feed on, only once this
+    /// worker has a cursor. A worker that starts at the feed's head
+    /// (`since=now`) would never read a revocation made between a decision
+    /// and that head; until its first answer, each decision serves the
+    /// requests that waited for it and is not kept.
+    pub fn caching(&self) -> bool {
+        self.cfg.revocation_poll_ms == 0 || !self.feed_cursor.is_empty()
+    }
+
     /// After a feed reset: revocations may have been missed, so no decision
     /// cached before it can be trusted. Empties this worker's cache and every
     /// shared bucket (other workers empty their own caches when their own poll
@@ -286,7 +295,7 @@ pub fn resolve(
     let (pending, cfg, outcome) = {
         let mut w = worker.borrow_mut();
         let pending = w.inflight.finish(key);
-        let cache = pending.as_ref().is_none_or(|p| p.cacheable);
+        let cache = pending.as_ref().is_none_or(|p| p.cacheable) && w.caching();
         let outcome = match result {
             Ok(answer) => match w.record(key, answer, now, cache) {
                 Decision::Active(grant) => Outcome::Allow {

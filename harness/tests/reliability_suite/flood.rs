@@ -156,10 +156,12 @@ async fn a_flood_of_made_up_tokens_leaves_live_tokens_and_revocation_alone() {
     while next.load(Ordering::Relaxed) < (flood_n / 3) as u64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let revoke_sent = Instant::now();
     support::remove(&http, &stack, &doomed.id, false)
         .await
         .unwrap();
     let revoked_at = Instant::now();
+    let revoke_call = revoked_at - revoke_sent;
     let mut conn = KeepAlive::new(gateway);
     let (mut refused_after, mut accepted_late) = (None, Vec::new());
     let mut id = 1_000_000;
@@ -220,8 +222,8 @@ async fn a_flood_of_made_up_tokens_leaves_live_tokens_and_revocation_alone() {
         );
     }
     eprintln!(
-        "flood: revoked token refused {refused_after:?} after the revoke returned \
-         (bound {REVOKE_BOUND:?})"
+        "flood: revoked token refused {refused_after:?} after the revoke call returned \
+         (bound {REVOKE_BOUND:?}); the call itself took {revoke_call:?}"
     );
 
     assert!(sent >= flood_n as u64, "{sent}");
