@@ -31,6 +31,8 @@ pub struct Flood {
     pub evicted_active: u64,
     pub live_ok: u64,
     pub live_failed: u64,
+    /// What the failed requests of cached tokens got (status, or the error).
+    pub live_failures: Vec<String>,
     pub live_p99_ms: f64,
     /// From the revoke call's answer to the first refusal, ms.
     pub revocation_ms: Option<f64>,
@@ -162,13 +164,17 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Flood> {
     for t in live.clone() {
         let done = done.clone();
         callers.push(tokio::spawn(async move {
-            let (mut ok, mut failed, mut ms) = (0u64, 0u64, Vec::new());
+            let (mut ok, mut failed, mut ms) = (0u64, Vec::new(), Vec::new());
             let mut c = Conn::new(port);
             while !done.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
                 match c.get(&t).await {
                     Ok(200) => ok += 1,
-                    _ => failed += 1,
+                    Ok(status) => failed.push(status.to_string()),
+                    Err(e) => {
+                        failed.push(e.to_string());
+                        c = Conn::new(port);
+                    }
                 }
                 ms.push(t0.elapsed().as_secs_f64() * 1e3);
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -197,11 +203,11 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Flood> {
         f.await?;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let (mut live_ok, mut live_failed, mut lat) = (0, 0, Vec::new());
+    let (mut live_ok, mut live_failures, mut lat) = (0, Vec::new(), Vec::new());
     for c in callers {
         let (ok, failed, ms) = c.await?;
         live_ok += ok;
-        live_failed += failed;
+        live_failures.extend(failed);
         lat.extend(ms);
     }
     lat.sort_by(f64::total_cmp);
@@ -220,7 +226,8 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Flood> {
         callouts: delta(&before, &after, "mcp_auth.callouts"),
         evicted_active: delta(&before, &after, "mcp_auth.cache.evicted_active"),
         live_ok,
-        live_failed,
+        live_failed: live_failures.len() as u64,
+        live_failures,
         live_p99_ms: lat
             .get((lat.len() * 99 / 100).min(lat.len().saturating_sub(1)))
             .copied()

@@ -350,6 +350,14 @@ impl Report {
                     ),
                 ),
                 (
+                    "cached tokens: what the failed requests got",
+                    if f.live_failures.is_empty() {
+                        "–".into()
+                    } else {
+                        f.live_failures.join(", ")
+                    },
+                ),
+                (
                     "fresh active decisions evicted",
                     f.evicted_active.to_string(),
                 ),
