@@ -193,6 +193,7 @@ pub fn feed_page(since: &Since, read: FeedRead) -> FeedPage {
     let at_head = |reset| FeedPage {
         cursor: cursor(head),
         revoked: Vec::new(),
+        changed: Vec::new(),
         more: false,
         reset,
     };
@@ -216,6 +217,7 @@ pub fn feed_page(since: &Since, read: FeedRead) -> FeedPage {
     FeedPage {
         cursor: cursor(last),
         revoked: entries.into_iter().map(|(_, sha)| sha).collect(),
+        changed: Vec::new(),
         more,
         reset: false,
     }
@@ -370,6 +372,7 @@ impl<D: Db> Service<'_, D> {
                     exp: t.expires_at.map(secs),
                     iat: secs(t.created_at),
                     cache_ttl_s: secs(cache_ttl_s),
+                    rate_limit: None,
                 }))
             }
         }

@@ -13,6 +13,7 @@ use core::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+pub use crate::ratelimit::RateLimit;
 use crate::scopes::{self, Scope};
 
 /// The token collection: create, list, and `/{id}` below it.
@@ -60,6 +61,10 @@ pub struct ActiveToken {
     pub iat: u64,
     /// Longest time a gateway may reuse this answer, seconds.
     pub cache_ttl_s: u64,
+    /// The token's rate limit; `null` (or absent, from a token API that
+    /// predates limits) for none.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// `Option<T>` that must be present (as a value or `null`).
@@ -193,6 +198,11 @@ impl ActiveToken {
         if !is_token_name(&self.name) {
             return wire_err("\"name\" is not 1-64 printable characters");
         }
+        if let Some(limit) = &self.rate_limit {
+            limit
+                .check()
+                .or_else(|e| wire_err(format!("\"rate_limit\": {e}")))?;
+        }
         scopes::parse_all(&self.scopes).map_err(|e| WireError(e.to_string()))
     }
 }
@@ -235,6 +245,11 @@ pub struct FeedPage {
     /// `token_sha` (64 lowercase hex) of tokens revoked, or deleted while
     /// live, oldest first.
     pub revoked: Vec<String>,
+    /// `token_sha` of live tokens whose introspection answer changed (a new
+    /// rate limit), oldest first: drop the cached decision and ask again.
+    /// Absent from a token API that predates it.
+    #[serde(default)]
+    pub changed: Vec<String>,
     /// Another page follows at once: read again from `cursor`.
     pub more: bool,
     #[serde(default)]

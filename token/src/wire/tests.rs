@@ -11,6 +11,7 @@ fn active() -> ActiveToken {
         exp: Some(1_800_000_000),
         iat: 1_600_000_000,
         cache_ttl_s: 60,
+        rate_limit: None,
     }
 }
 
@@ -35,7 +36,8 @@ fn introspection_is_written_as_the_gateway_reads_it() {
             "active": true, "token_id": "tok_01HZX", "name": "laptop",
             "tenant": "acme", "project": "default",
             "scopes": ["mcp:tools/call:list_*", "mcp:tools/list"],
-            "exp": 1_800_000_000u64, "iat": 1_600_000_000u64, "cache_ttl_s": 60
+            "exp": 1_800_000_000u64, "iat": 1_600_000_000u64, "cache_ttl_s": 60,
+            "rate_limit": null
         })
     );
     assert_eq!(read(&v), Ok(a));
@@ -58,6 +60,53 @@ fn introspection_is_written_as_the_gateway_reads_it() {
         assert_eq!(v, json!({"active": false, "reason": r.as_str()}));
         assert_eq!(read(&v), Ok(i));
         assert_eq!(InactiveReason::parse(r.as_str()), Some(r));
+    }
+}
+
+#[test]
+fn the_rate_limit_is_optional_and_strict() {
+    let mut limited = active();
+    limited.rate_limit = Some(RateLimit {
+        requests: 60,
+        window_s: 60,
+        burst: 10,
+    });
+    let v: Value = serde_json::from_str(&Introspection::Active(limited.clone()).to_json()).unwrap();
+    assert_eq!(
+        v["rate_limit"],
+        json!({"requests": 60, "window_s": 60, "burst": 10})
+    );
+    assert_eq!(read(&v), Ok(Introspection::Active(limited.clone())));
+    assert!(limited.validate().is_ok());
+    // A token API from before rate limits: no field at all.
+    let mut older = v.clone();
+    older.as_object_mut().unwrap().remove("rate_limit");
+    assert_eq!(read(&older), Ok(Introspection::Active(active())));
+    // Wrong types do not parse; values out of range do not validate.
+    for bad in [
+        json!("60/m"),
+        json!(60),
+        json!([60, 60, 10]),
+        json!({"requests": -1, "window_s": 60, "burst": 1}),
+        json!({"requests": 1.5, "window_s": 60, "burst": 1}),
+        json!({"requests": 60, "window_s": 60}),
+        json!({"requests": 60, "window_s": 60, "burst": 1, "x": 1}),
+        json!({"requests": 4_294_967_296u64, "window_s": 60, "burst": 1}),
+    ] {
+        let mut v = v.clone();
+        v["rate_limit"] = bad;
+        let e = read(&v).unwrap_err();
+        assert!(e.0.contains("active answer"), "{v}: {e}");
+    }
+    for (requests, window_s, burst) in [(0, 60, 0), (60, 0, 1), (60, 60, 0), (60, 60, 61)] {
+        let mut t = active();
+        t.rate_limit = Some(RateLimit {
+            requests,
+            window_s,
+            burst,
+        });
+        let e = t.validate().unwrap_err();
+        assert!(e.0.contains("rate_limit"), "{e}");
     }
 }
 
@@ -155,17 +204,21 @@ fn feed_pages_round_trip_and_reset_defaults_to_false() {
     let page = FeedPage {
         cursor: "00ff.42".into(),
         revoked: vec!["ab".repeat(32)],
+        changed: vec!["cd".repeat(32)],
         more: true,
         reset: false,
     };
     let v: Value = serde_json::from_str(&page.to_json()).unwrap();
     assert_eq!(
         v,
-        json!({"cursor": "00ff.42", "revoked": ["ab".repeat(32)], "more": true, "reset": false})
+        json!({"cursor": "00ff.42", "revoked": ["ab".repeat(32)], "changed": ["cd".repeat(32)],
+               "more": true, "reset": false})
     );
     assert_eq!(FeedPage::from_json(page.to_json().as_bytes()), Ok(page));
     let older = json!({"cursor": "7", "revoked": [], "more": false}).to_string();
-    assert!(!FeedPage::from_json(older.as_bytes()).unwrap().reset);
+    let older = FeedPage::from_json(older.as_bytes()).unwrap();
+    assert!(!older.reset);
+    assert!(older.changed.is_empty());
     for bad in [
         json!({"revoked": [], "more": false}),
         json!({"cursor": 1, "revoked": [], "more": false}),
@@ -174,6 +227,8 @@ fn feed_pages_round_trip_and_reset_defaults_to_false() {
         json!({"cursor": "c", "revoked": [1], "more": false}),
         json!({"cursor": "c", "revoked": []}),
         json!({"cursor": "c", "revoked": [], "more": "no"}),
+        json!({"cursor": "c", "revoked": [], "changed": "x", "more": false}),
+        json!({"cursor": "c", "revoked": [], "changed": [1], "more": false}),
         json!({"cursor": "x".repeat(MAX_CURSOR_LEN + 1), "revoked": [], "more": false}),
         json!([]),
     ] {
