@@ -13,6 +13,7 @@
 
 use crate::config;
 use core::fmt;
+use mcpgw_token::ratelimit::RateLimit;
 use mcpgw_token::scopes::Scope;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
@@ -84,6 +85,8 @@ pub struct Grant {
     pub grants_all: bool,
     /// Expiry in Unix milliseconds, `None` for a token that never expires.
     pub exp_ms: Option<u64>,
+    /// `None`: the request path does no rate-limit work for this token.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Grant {
@@ -106,7 +109,13 @@ impl Grant {
             scopes,
             grants_all,
             exp_ms,
+            rate_limit: None,
         }
+    }
+
+    pub fn with_rate_limit(mut self, limit: Option<RateLimit>) -> Grant {
+        self.rate_limit = limit;
+        self
     }
 }
 

@@ -31,6 +31,29 @@ pub struct Config {
     pub realm: String,
     /// `resource_metadata=` URL added to 401 challenges (RFC 9728), or null.
     pub resource_metadata: Option<String>,
+    pub rate_limit: RateLimits,
+    pub record: Record,
+}
+
+/// Enforcement of the tokens' own rate limits (introspection's `rate_limit`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// Enforce each token's limit in this Envoy (across its workers). Off
+    /// when Envoy's own `local_ratelimit` / `ratelimit` filters do it on the
+    /// token id header instead.
+    pub enforce: bool,
+}
+
+/// The per-request record for Envoy's access log.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Record {
+    /// Filter-state name (Envoy's key is `wasm.<property>`); null: no record.
+    pub property: Option<String>,
+    /// Read the body of a request that needs no scope check too, to record
+    /// its JSON-RPC method and tool (held to its end, never refused for it).
+    pub read_body: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -78,8 +101,22 @@ pub struct Headers {
     pub project: String,
     pub token_id: String,
     pub token_name: String,
+    /// Set on a request the filter answers itself once its body is read (a
+    /// rate-limited JSON-RPC call): a route matching it holds the request
+    /// (Envoy's buffer filter) so the upstream never sees it. `None`:
+    /// `<strip_prefix>hold`.
+    pub hold: Option<String>,
     /// Every client-sent header starting with this is removed first.
     pub strip_prefix: String,
+}
+
+impl Headers {
+    /// The hold header's name (`x-mcp-hold` by default).
+    pub fn hold(&self) -> String {
+        self.hold
+            .clone()
+            .unwrap_or_else(|| format!("{}hold", self.strip_prefix))
+    }
 }
 
 impl Default for Config {
@@ -94,6 +131,23 @@ impl Default for Config {
             max_body_bytes: ENVOY_BUFFER_DEFAULT,
             realm: "mcp".into(),
             resource_metadata: None,
+            rate_limit: RateLimits::default(),
+            record: Record::default(),
+        }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits { enforce: true }
+    }
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Record {
+            property: Some("mcp_auth".into()),
+            read_body: true,
         }
     }
 }
@@ -129,6 +183,7 @@ impl Default for Headers {
             project: "x-mcp-project".into(),
             token_id: "x-mcp-token-id".into(),
             token_name: "x-mcp-token-name".into(),
+            hold: None,
             strip_prefix: "x-mcp-".into(),
         }
     }
@@ -215,6 +270,8 @@ fn locate(bytes: &[u8], original: &serde_json::Error) -> ConfigError {
                 "token_api" => locate_in::<TokenApi>(key, value),
                 "cache" => locate_in::<Cache>(key, value),
                 "headers" => locate_in::<Headers>(key, value),
+                "rate_limit" => locate_in::<RateLimits>(key, value),
+                "record" => locate_in::<Record>(key, value),
                 "bypass_paths" => locate_strings(key, value),
                 _ => None,
             };
@@ -388,11 +445,13 @@ impl Config {
                 None => true,
             },
         };
+        let hold = h.hold();
         let routing = [
             ("headers.tenant", &h.tenant),
             ("headers.project", &h.project),
             ("headers.token_id", &h.token_id),
             ("headers.token_name", &h.token_name),
+            ("headers.hold", &hold),
         ];
         for (i, (field, name)) in routing.iter().enumerate() {
             if let Some(m) = check_header_name(name) {
@@ -440,6 +499,21 @@ impl Config {
                 err(
                     "resource_metadata",
                     format!("must be an absolute http(s) URL without spaces, got {url:?}"),
+                );
+            }
+        }
+
+        if let Some(p) = &self.record.property {
+            let ok = (1..=64).contains(&p.len())
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+            if !ok {
+                err(
+                    "record.property",
+                    format!(
+                        "must be 1-64 characters of a-z, 0-9, '_' and '.' (or null for no \
+                         record), got {p:?}"
+                    ),
                 );
             }
         }

@@ -136,7 +136,8 @@ pub fn parse_introspection(
         return Ok(Answer::Inactive(Reason::Expired));
     }
     Ok(Answer::Active {
-        grant: Grant::new(t.tenant, t.project, t.token_id, t.name, scopes, exp_ms),
+        grant: Grant::new(t.tenant, t.project, t.token_id, t.name, scopes, exp_ms)
+            .with_rate_limit(t.rate_limit),
         cache_ttl_s: t.cache_ttl_s,
     })
 }
@@ -146,6 +147,9 @@ pub fn parse_introspection(
 pub struct Revocations {
     pub cursor: String,
     pub revoked: Vec<Key>,
+    /// Live tokens whose answer changed (a new rate limit): their cached
+    /// decisions go, the next request asks again.
+    pub changed: Vec<Key>,
     /// Another page is waiting: read again at once.
     pub more: bool,
     /// The feed could not continue from our cursor (another database, a
@@ -157,15 +161,19 @@ pub struct Revocations {
 pub fn parse_revocations(status: Option<u16>, body: &[u8]) -> Result<Revocations, Unavailable> {
     let body = body_of_200(status, body, MAX_FEED_BODY)?;
     let page = FeedPage::from_json(body).or_else(|e| unavailable(e.0))?;
-    let revoked = page
-        .revoked
-        .iter()
-        .map(|h| key_from_hex(h).ok_or(()))
-        .collect::<Result<Vec<_>, _>>()
-        .or_else(|_| unavailable("\"revoked\" holds something other than a token_sha"))?;
+    let keys = |field: &str, hashes: &[String]| {
+        hashes
+            .iter()
+            .map(|h| key_from_hex(h).ok_or(()))
+            .collect::<Result<Vec<_>, _>>()
+            .or_else(|_| unavailable(format!("\"{field}\" holds something other than a token_sha")))
+    };
+    let revoked = keys("revoked", &page.revoked)?;
+    let changed = keys("changed", &page.changed)?;
     Ok(Revocations {
         cursor: page.cursor,
         revoked,
+        changed,
         more: page.more,
         reset: page.reset,
     })

@@ -16,6 +16,8 @@ pub mod jsonrpc;
 pub mod memo;
 pub mod message;
 pub mod metrics;
+pub mod ratelimit;
+pub mod record;
 pub mod replies;
 pub mod request;
 pub mod shared;

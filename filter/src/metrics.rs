@@ -29,6 +29,8 @@ pub enum Metric {
     DeniedUnavailable,
     /// 503 at once: `token_api.max_inflight` callouts already in flight.
     DeniedOverloaded,
+    /// 429: the token's rate limit is spent.
+    DeniedRateLimited,
     /// Decision found in this worker's cache.
     CacheHits,
     /// Decision found in the cross-worker shared cache.
@@ -56,10 +58,15 @@ pub enum Metric {
     FeedFailures,
     /// Feed answers that said "reset": every cached decision was dropped.
     FeedResets,
+    /// Cached decisions dropped because the feed said the token changed.
+    ChangesApplied,
+    /// Rate-limit slot writes that lost a compare-and-swap race with another
+    /// worker and were decided again.
+    RateLimitCasRetries,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 25] = [
+    pub const ALL: [Metric; 28] = [
         Metric::Allowed,
         Metric::Bypassed,
         Metric::DeniedMissing,
@@ -72,6 +79,7 @@ impl Metric {
         Metric::DeniedBodyTooLarge,
         Metric::DeniedUnavailable,
         Metric::DeniedOverloaded,
+        Metric::DeniedRateLimited,
         Metric::CacheHits,
         Metric::CacheSharedHits,
         Metric::CacheMisses,
@@ -85,6 +93,8 @@ impl Metric {
         Metric::FeedPolls,
         Metric::FeedFailures,
         Metric::FeedResets,
+        Metric::ChangesApplied,
+        Metric::RateLimitCasRetries,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -101,6 +111,7 @@ impl Metric {
             Metric::DeniedBodyTooLarge => "mcp_auth.denied.body_too_large",
             Metric::DeniedUnavailable => "mcp_auth.denied.unavailable",
             Metric::DeniedOverloaded => "mcp_auth.denied.overloaded",
+            Metric::DeniedRateLimited => "mcp_auth.denied.rate_limited",
             Metric::CacheHits => "mcp_auth.cache.hits",
             Metric::CacheSharedHits => "mcp_auth.cache.shared_hits",
             Metric::CacheMisses => "mcp_auth.cache.misses",
@@ -114,6 +125,8 @@ impl Metric {
             Metric::FeedPolls => "mcp_auth.feed.polls",
             Metric::FeedFailures => "mcp_auth.feed.failures",
             Metric::FeedResets => "mcp_auth.feed.resets",
+            Metric::ChangesApplied => "mcp_auth.changes_applied",
+            Metric::RateLimitCasRetries => "mcp_auth.ratelimit.cas_retries",
         }
     }
 }

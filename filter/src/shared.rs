@@ -18,6 +18,7 @@
 
 use crate::cache::{hex_of, Deadlines, Decision, Grant, Key, Reason};
 use crate::introspect::{is_tenant, is_token_id, is_token_name};
+use mcpgw_token::ratelimit::RateLimit;
 use mcpgw_token::scopes;
 use serde::{Deserialize, Serialize};
 use std::rc::Rc;
@@ -56,7 +57,10 @@ struct Bucket {
     e: Vec<SharedEntry>,
 }
 
-const VERSION: u32 = 1;
+/// 2: active entries carry the rate limit. A filter reading another
+/// version's bucket sees it empty (and asks the token API), so an older
+/// filter sharing the `vm_id` never drops a limit it cannot read.
+const VERSION: u32 = 2;
 
 /// One decision in a bucket. Field names are short: every byte is copied on
 /// each read.
@@ -84,6 +88,9 @@ pub enum SharedState {
         n: String,
         sc: Vec<String>,
         x: Option<u64>,
+        /// Rate limit: requests, window_s, burst.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rl: Option<[u32; 3]>,
     },
     #[serde(rename = "i")]
     Inactive { r: String },
@@ -101,6 +108,7 @@ impl SharedEntry {
                 n: g.name.clone(),
                 sc: g.scopes.iter().map(ToString::to_string).collect(),
                 x: g.exp_ms,
+                rl: g.rate_limit.map(|l| [l.requests, l.window_s, l.burst]),
             },
             Decision::Inactive(r) => SharedState::Inactive {
                 r: r.as_str().to_string(),
@@ -131,19 +139,35 @@ impl SharedEntry {
             usable_until: self.usable_until,
         };
         let decision = match &self.state {
-            SharedState::Active { t, p, i, n, sc, x } => {
+            SharedState::Active {
+                t,
+                p,
+                i,
+                n,
+                sc,
+                x,
+                rl,
+            } => {
                 if !(is_tenant(t) && is_tenant(p) && is_token_id(i) && is_token_name(n)) {
                     return None;
                 }
                 let scopes = scopes::parse_all(sc).ok()?;
-                Decision::Active(Rc::new(Grant::new(
-                    t.clone(),
-                    p.clone(),
-                    i.clone(),
-                    n.clone(),
-                    scopes,
-                    *x,
-                )))
+                let rate_limit = match rl {
+                    None => None,
+                    Some([requests, window_s, burst]) => {
+                        let l = RateLimit {
+                            requests: *requests,
+                            window_s: *window_s,
+                            burst: *burst,
+                        };
+                        l.check().ok()?;
+                        Some(l)
+                    }
+                };
+                Decision::Active(Rc::new(
+                    Grant::new(t.clone(), p.clone(), i.clone(), n.clone(), scopes, *x)
+                        .with_rate_limit(rate_limit),
+                ))
             }
             SharedState::Inactive { r } => Decision::Inactive(Reason::parse(r)?),
             SharedState::Revoked => Decision::Inactive(Reason::Revoked),
@@ -224,6 +248,16 @@ pub fn upsert(
     }
     entries.push(new);
     Some(entries)
+}
+
+/// Drops the decision for `key` (its token changed: the next lookup asks the
+/// token API). A tombstone stays: the token is still revoked.
+/// `None` when there is nothing to drop.
+pub fn forget(mut entries: Vec<SharedEntry>, key: &Key) -> Option<Vec<SharedEntry>> {
+    let sha = hex_of(key);
+    let before = entries.len();
+    entries.retain(|e| e.sha != sha || e.state == SharedState::Revoked);
+    (entries.len() != before).then_some(entries)
 }
 
 /// Replaces the decision for `key` with a tombstone living until `until`.

@@ -1,4 +1,5 @@
 use super::*;
+use mcpgw_token::ratelimit::RateLimit;
 use serde_json::{json, Value};
 
 const NOW: u64 = 1_700_000_000_000;
@@ -198,6 +199,58 @@ fn revocations_feed_parses_hashes_cursor_more_and_reset() {
     let reset = json!({"cursor": "e.9", "revoked": [], "more": false, "reset": true}).to_string();
     let r = parse_revocations(Some(200), reset.as_bytes()).unwrap();
     assert!(r.reset && !r.more && r.revoked.is_empty());
+}
+
+#[test]
+fn the_rate_limit_reaches_the_grant_and_a_bad_one_is_unavailable() {
+    let mut v = active();
+    v["rate_limit"] = json!({"requests": 60, "window_s": 60, "burst": 10});
+    match parse(&v).unwrap() {
+        Answer::Active { grant, .. } => assert_eq!(
+            grant.rate_limit,
+            Some(RateLimit {
+                requests: 60,
+                window_s: 60,
+                burst: 10
+            })
+        ),
+        other => panic!("{other:?}"),
+    }
+    for none in [json!(null), Value::Null] {
+        let mut v = active();
+        v["rate_limit"] = none;
+        assert!(matches!(parse(&v), Ok(Answer::Active { grant, .. }) if grant.rate_limit.is_none()));
+    }
+    // A token API from before rate limits writes no field: no limit.
+    assert!(matches!(parse(&active()), Ok(Answer::Active { grant, .. }) if grant.rate_limit.is_none()));
+    // Fail closed: a limit the gateway cannot read never means "unlimited".
+    for bad in [
+        json!({"requests": 0, "window_s": 60, "burst": 0}),
+        json!({"requests": -5, "window_s": 60, "burst": 1}),
+        json!({"requests": 60, "window_s": 0, "burst": 1}),
+        json!({"requests": 60, "window_s": 60, "burst": 61}),
+        json!({"requests": 1e12, "window_s": 60, "burst": 1}),
+        json!({"requests": 60, "window_s": 60}),
+        json!("60/m"),
+        json!(true),
+    ] {
+        let mut v = active();
+        v["rate_limit"] = bad.clone();
+        assert!(parse(&v).is_err(), "accepted rate_limit {bad}");
+    }
+}
+
+#[test]
+fn the_feed_lists_changed_tokens_apart_from_revoked_ones() {
+    let body = json!({"cursor": "e.3", "revoked": ["ab".repeat(32)], "changed": ["cd".repeat(32)],
+                      "more": false})
+    .to_string();
+    let r = parse_revocations(Some(200), body.as_bytes()).unwrap();
+    assert_eq!(r.revoked, vec![[0xab; 32]]);
+    assert_eq!(r.changed, vec![[0xcd; 32]]);
+    let bad = json!({"cursor": "e.3", "revoked": [], "changed": ["CD".repeat(32)], "more": false});
+    let e = parse_revocations(Some(200), bad.to_string().as_bytes()).unwrap_err();
+    assert!(e.0.contains("changed"), "{e}");
 }
 
 #[test]

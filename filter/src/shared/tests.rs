@@ -1,4 +1,5 @@
 use super::*;
+use mcpgw_token::ratelimit::RateLimit;
 
 fn key(n: u8) -> Key {
     [n; 32]
@@ -79,8 +80,8 @@ fn garbage_buckets_decode_as_empty() {
         &b""[..],
         b"{",
         b"[]",
-        b"{\"v\":2,\"e\":[]}",
-        b"{\"v\":1}",
+        b"{\"v\":3,\"e\":[]}",
+        b"{\"v\":2}",
         b"\xff",
     ] {
         assert!(decode(b).is_empty());
@@ -113,6 +114,60 @@ fn decisions_survive_the_round_trip() {
         inactive(1, 5).decision().unwrap().0,
         Decision::Inactive(Reason::Unknown)
     );
+}
+
+#[test]
+fn the_rate_limit_survives_the_round_trip_and_is_checked() {
+    let limit = RateLimit {
+        requests: 60,
+        window_s: 60,
+        burst: 5,
+    };
+    let g = Grant::new(
+        "acme".into(),
+        "default".into(),
+        "tok_1".into(),
+        "laptop".into(),
+        scopes::parse_all(&["mcp:*"]).unwrap(),
+        None,
+    )
+    .with_rate_limit(Some(limit));
+    let d = Deadlines {
+        fresh_until: 100,
+        usable_until: 100,
+    };
+    let e = SharedEntry::from_decision(&key(1), &Decision::Active(Rc::new(g)), d);
+    let back = decode(&encode(std::slice::from_ref(&e)));
+    match back[0].decision().unwrap().0 {
+        Decision::Active(g) => assert_eq!(g.rate_limit, Some(limit)),
+        other => panic!("{other:?}"),
+    }
+    // Without a limit nothing is written for it.
+    let text = String::from_utf8(encode(&[active(2, 100)])).unwrap();
+    assert!(!text.contains("\"rl\""), "{text}");
+    // A limit out of range (another writer, a bug) is not trusted.
+    let mut bad = e;
+    if let SharedState::Active { rl, .. } = &mut bad.state {
+        *rl = Some([0, 60, 0]);
+    }
+    assert!(bad.decision().is_none());
+    // A bucket of the format before limits reads as empty: its entries may
+    // hold limited tokens as unlimited.
+    let v1 = String::from_utf8(encode(&[active(3, 100)]))
+        .unwrap()
+        .replace("\"v\":2", "\"v\":1");
+    assert!(decode(v1.as_bytes()).is_empty());
+}
+
+#[test]
+fn forget_drops_a_decision_but_keeps_a_tombstone() {
+    assert_eq!(forget(vec![], &key(1)), None);
+    let b = vec![active(1, 100), inactive(2, 100)];
+    let b = forget(b, &key(1)).unwrap();
+    assert_eq!(b.len(), 1);
+    assert!(find(&b, &key(1), 0).is_none());
+    let t = vec![SharedEntry::tombstone(&key(3), 100)];
+    assert_eq!(forget(t, &key(3)), None);
 }
 
 #[test]
