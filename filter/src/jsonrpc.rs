@@ -16,7 +16,7 @@
 //! - A denied batch is refused whole; the error carries the first denied
 //!   request's `id`.
 
-use crate::message::{self, Refusal};
+use crate::message::{self, Reading, Refusal};
 use mcpgw_token::scopes::{self, Scope};
 use serde_json::Value;
 
@@ -27,6 +27,8 @@ pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
 /// Implementation-defined server error used for a scope denial.
 pub const INSUFFICIENT_SCOPE: i64 = -32003;
+/// Implementation-defined server error used for a spent rate limit (429).
+pub const RATE_LIMITED: i64 = -32029;
 
 /// Whether a `Mcp-Method` / `Mcp-Name` header value names `actual`. Values
 /// that cannot travel as bare header text (non-ASCII, edge blanks) are sent
@@ -84,12 +86,22 @@ pub enum Verdict {
 /// Inspects `body`. `scopes` is `None` when scopes need no check (the body
 /// is read only to verify the headers).
 pub fn inspect(body: &[u8], claimed: Claimed<'_>, scopes: Option<&[Scope]>) -> Verdict {
-    let reading = match message::read(body) {
-        Ok(r) => r,
-        Err(Refusal::Parse(detail)) => return Verdict::ParseError { detail },
-        Err(Refusal::Invalid { detail, id }) => return Verdict::InvalidRequest { detail, id },
-    };
+    match message::read(body) {
+        Ok(reading) => check(&reading, claimed, scopes),
+        Err(refusal) => refused(refusal),
+    }
+}
 
+/// The verdict on a body without one reading.
+pub fn refused(refusal: Refusal) -> Verdict {
+    match refusal {
+        Refusal::Parse(detail) => Verdict::ParseError { detail },
+        Refusal::Invalid { detail, id } => Verdict::InvalidRequest { detail, id },
+    }
+}
+
+/// [`inspect`] on a body already read.
+pub fn check(reading: &Reading, claimed: Claimed<'_>, scopes: Option<&[Scope]>) -> Verdict {
     let mut requests = 0usize;
     let mut denied: Option<(String, Value)> = None;
     for msg in reading.messages() {

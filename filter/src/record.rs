@@ -20,6 +20,11 @@ use crate::metrics::Metric;
 use serde::Serialize;
 use std::rc::Rc;
 
+/// Largest body read for the record alone (a token that needs no scope
+/// check): a JSON-RPC call is a few hundred bytes; a larger body goes on
+/// unread and its record has no method.
+pub const MAX_BODY: usize = 64 * 1024;
+
 /// Longest method or name kept, in bytes: a body may name a tool with
 /// megabytes, a log line should not.
 pub const MAX_NAME: usize = 256;

@@ -9,6 +9,7 @@ use crate::cache::Reason;
 use crate::config::Config;
 use crate::jsonrpc::{self, Verdict};
 use mcpgw_token::format::FormatError;
+use mcpgw_token::ratelimit::RateLimit;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,3 +244,44 @@ pub fn unavailable() -> Reply {
 
 #[cfg(test)]
 mod tests;
+
+/// The policy name in `RateLimit-Policy` / `RateLimit`.
+pub const RATE_LIMIT_POLICY: &str = "token";
+
+/// 429 for a token whose rate limit is spent, with `Retry-After` and the
+/// IETF `RateLimit-Policy` / `RateLimit` fields
+/// (draft-ietf-httpapi-ratelimit-headers: `"token";q=<requests>;w=<window>`,
+/// `"token";r=0;t=<seconds>`). `id`: the JSON-RPC request's id, for a body
+/// that is a JSON-RPC call (its answer is then a JSON-RPC error); `None` for a
+/// request without one (GET, DELETE).
+pub fn rate_limited(limit: &RateLimit, retry_after_s: u64, id: Option<&Value>) -> Reply {
+    let headers = vec![
+        ("retry-after", retry_after_s.to_string()),
+        (
+            "ratelimit-policy",
+            format!(
+                "\"{RATE_LIMIT_POLICY}\";q={};w={}",
+                limit.requests, limit.window_s
+            ),
+        ),
+        (
+            "ratelimit",
+            format!("\"{RATE_LIMIT_POLICY}\";r=0;t={retry_after_s}"),
+        ),
+    ];
+    let message = format!(
+        "this token's rate limit ({limit}) is spent; retry in {retry_after_s} s, or ask for a \
+         higher limit"
+    );
+    match id {
+        Some(id) => jsonrpc_error(
+            429,
+            headers,
+            jsonrpc::RATE_LIMITED,
+            &message,
+            Some(json!({"retry_after_s": retry_after_s, "rate_limit": limit})),
+            id,
+        ),
+        None => json_reply(429, headers, api_error("rate_limited", &message)),
+    }
+}

@@ -1,4 +1,5 @@
 use super::*;
+use mcpgw_token::ratelimit::RateLimit;
 
 fn body(r: &Reply) -> Value {
     serde_json::from_str(&r.body).unwrap()
@@ -163,4 +164,38 @@ fn too_large_and_unavailable() {
 fn header_refs_borrow_every_header() {
     let r = unavailable();
     assert_eq!(r.header_refs().len(), r.headers.len());
+}
+
+#[test]
+fn rate_limited_carries_retry_after_and_the_ietf_fields() {
+    let limit = RateLimit {
+        requests: 60,
+        window_s: 60,
+        burst: 10,
+    };
+    let id = serde_json::json!("req-7");
+    let r = rate_limited(&limit, 4, Some(&id));
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("4"));
+    assert_eq!(r.header("ratelimit-policy"), Some("\"token\";q=60;w=60"));
+    assert_eq!(r.header("ratelimit"), Some("\"token\";r=0;t=4"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let b = body(&r);
+    assert_eq!(b["jsonrpc"], "2.0");
+    assert_eq!(b["id"], "req-7");
+    assert_eq!(b["error"]["code"], jsonrpc::RATE_LIMITED);
+    assert_eq!(b["error"]["data"]["retry_after_s"], 4);
+    assert_eq!(
+        b["error"]["data"]["rate_limit"],
+        serde_json::json!({"requests": 60, "window_s": 60, "burst": 10})
+    );
+    assert!(b["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("60/m burst 10"));
+    // Without a JSON-RPC call (a GET for the event stream): the API error shape.
+    let r = rate_limited(&limit, 1, None);
+    assert_eq!(r.status, 429);
+    assert_eq!(body(&r)["error"]["code"], "rate_limited");
+    assert_eq!(r.header("ratelimit"), Some("\"token\";r=0;t=1"));
 }

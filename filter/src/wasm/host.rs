@@ -24,6 +24,12 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_call_foreign_function(
         name: *const u8,
         name_size: usize,
@@ -109,13 +115,26 @@ pub fn clear_route_cache() {
     drop(owned(results, size));
 }
 
-/// Wall-clock time in Unix milliseconds.
-pub fn now_ms() -> u64 {
+/// Sets a filter-state value of the effective stream (Envoy stores it as
+/// `wasm.<name>`, for access logs and later filters). The SDK's wrapper
+/// panics when there is no stream; this reports it.
+pub fn set_property(name: &str, value: &[u8]) -> bool {
+    // SAFETY: pointers and lengths of live slices.
+    unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) == OK }
+}
+
+/// Wall-clock time in Unix nanoseconds.
+pub fn now_ns() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// Wall-clock time in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    now_ns() / 1_000_000
 }
 
 pub fn log(level: LogLevel, message: &str) {

@@ -1,15 +1,19 @@
 //! The per-request context.
 
 use super::host::{self, inc, log};
-use super::worker::{resolve, Worker};
-use crate::cache::{Decision, Grant, Key};
+use super::worker::{self, resolve, Worker};
+use crate::cache::{Decision, Grant, Key, Reason};
 use crate::config::Config;
 use crate::headermap;
 use crate::introspect::{self, Answer, Unavailable};
 use crate::jsonrpc::{self, Claimed, Verdict};
+use crate::message;
 use crate::metrics::Metric;
+use crate::ratelimit::Admission;
+use crate::record::{self, Facts};
 use crate::replies::{self, Reply, Unauthorized};
 use crate::request::{self, Front};
+use mcpgw_token::ratelimit::RateLimit;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel};
@@ -27,6 +31,10 @@ pub(crate) enum Phase {
     Waiting(Key),
     /// Allowed; the body must be buffered and checked.
     Inspect(Rc<Grant>),
+    /// Allowed; the body is read to its end for the record only.
+    Record,
+    /// Over its rate limit: the body is read for its JSON-RPC id, then 429.
+    Throttled(RateLimit, u64),
 }
 
 /// Per-request state another context may update (the callout's answer is
@@ -41,6 +49,9 @@ pub(crate) struct Stream {
     pub body_size: usize,
     /// `Mcp-Method` or `Mcp-Name` sent more than once.
     pub repeated_header: Option<&'static str>,
+    /// What the request's record will say; written once ([`publish`]).
+    pub facts: Facts,
+    pub recorded: bool,
 }
 
 pub(crate) type StreamRef = Rc<RefCell<Stream>>;
@@ -48,7 +59,8 @@ pub(crate) type StreamRef = Rc<RefCell<Stream>>;
 /// A decision ready to apply to a stream.
 pub(crate) enum Outcome {
     Allow { grant: Rc<Grant>, stale: bool },
-    Deny(Reply, Metric),
+    /// The reason is the token API's, for a 401 after a lookup.
+    Deny(Reply, Metric, Option<Reason>),
 }
 
 pub(crate) struct Http {
@@ -69,17 +81,21 @@ impl Http {
     fn lookup(&mut self, cfg: &Rc<Config>, token: &str) -> Action {
         let key = self.worker.borrow_mut().keys.key_of(token);
         let now = host::now_ms();
+        self.stream.borrow_mut().facts.key = Some(key);
         let cached = self.worker.borrow().cache.get(&key, now).cloned();
         if let Some(d) = cached {
             inc(Metric::CacheHits);
+            self.stream.borrow_mut().facts.cache = record::Cache::Hit;
             return self.decide_now(cfg, d);
         }
         let shared = self.worker.borrow_mut().lookup_shared(&key, now);
         if let Some(d) = shared {
             inc(Metric::CacheSharedHits);
+            self.stream.borrow_mut().facts.cache = record::Cache::Shared;
             return self.decide_now(cfg, d);
         }
         inc(Metric::CacheMisses);
+        self.stream.borrow_mut().facts.cache = record::Cache::Callout;
         let joined = self
             .worker
             .borrow_mut()
@@ -143,6 +159,7 @@ impl Http {
             Decision::Inactive(r) => Outcome::Deny(
                 replies::unauthorized(cfg, Unauthorized::Inactive(r)),
                 Metric::DeniedInvalid,
+                Some(r),
             ),
         };
         deliver(cfg, &self.stream, &outcome, false)
@@ -176,18 +193,23 @@ impl Http {
             s.phase = Phase::Idle;
             (s.body_size, s.mcp_method.take(), s.mcp_name.take())
         };
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let body = request_body(size);
         let claimed = Claimed {
             method: method.as_deref(),
             name: name.as_deref(),
         };
-        let verdict = jsonrpc::inspect(&body, claimed, request::scopes_to_check(cfg, grant));
+        let scopes = request::scopes_to_check(cfg, grant);
+        let verdict = match message::read(&body) {
+            Ok(reading) => {
+                self.stream.borrow_mut().facts.called(&reading);
+                jsonrpc::check(&reading, claimed, scopes)
+            }
+            Err(refusal) => jsonrpc::refused(refusal),
+        };
         let metric = match &verdict {
             Verdict::Allow => {
                 inc(Metric::Allowed);
+                publish(cfg, &self.stream, record::Decision::Allow);
                 return Action::Continue;
             }
             Verdict::Deny { .. } => Metric::DeniedScope,
@@ -195,9 +217,45 @@ impl Http {
             Verdict::ParseError { .. } | Verdict::InvalidRequest { .. } => Metric::DeniedBadBody,
         };
         match replies::for_verdict(cfg, &verdict) {
-            Some(reply) => refuse(&reply, metric),
+            Some(reply) => refuse(cfg, &self.stream, &reply, metric),
             None => Action::Continue,
         }
+    }
+
+    /// The body of a request read for the record only: its method and
+    /// name are noted, it goes on whatever it holds.
+    fn record_body(&mut self, cfg: &Config, complete: bool) -> Action {
+        let size = {
+            let mut s = self.stream.borrow_mut();
+            s.phase = Phase::Idle;
+            s.body_size
+        };
+        if complete {
+            if let Ok(reading) = message::read(&request_body(size)) {
+                self.stream.borrow_mut().facts.called(&reading);
+            }
+        }
+        publish(cfg, &self.stream, record::Decision::Allow);
+        Action::Continue
+    }
+
+    /// 429 for a throttled request once its body (and so its JSON-RPC id)
+    /// is here; `complete` false: the body is too large to read.
+    fn throttled(&mut self, cfg: &Config, limit: &RateLimit, retry_s: u64, complete: bool) -> Action {
+        let size = {
+            let mut s = self.stream.borrow_mut();
+            s.phase = Phase::Idle;
+            s.body_size
+        };
+        let id = if complete {
+            message::read(&request_body(size))
+                .ok()
+                .map(|r| first_request_id(&r))
+        } else {
+            None
+        };
+        let reply = replies::rate_limited(limit, retry_s, id.as_ref());
+        refuse(cfg, &self.stream, &reply, Metric::DeniedRateLimited)
     }
 
     fn inspecting(&self) -> Option<Rc<Grant>> {
@@ -253,6 +311,7 @@ impl HttpContext for Http {
                     host::clear_route_cache();
                 }
                 inc(Metric::Bypassed);
+                publish(&cfg, &self.stream, record::Decision::Bypass);
                 Action::Continue
             }
             Front::Reject(why) => {
@@ -262,7 +321,7 @@ impl HttpContext for Http {
                     Unauthorized::QueryToken => Metric::DeniedQueryToken,
                     Unauthorized::Inactive(_) => Metric::DeniedInvalid,
                 };
-                refuse(&replies::unauthorized(&cfg, why), metric)
+                refuse(&cfg, &self.stream, &replies::unauthorized(&cfg, why), metric)
             }
             Front::Token(token) => {
                 {
@@ -278,14 +337,38 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let phase = self.stream.borrow().phase.clone();
+        let too_large = |cfg: &Config| u64::try_from(body_size).unwrap_or(u64::MAX) > cfg.max_body_bytes;
+        match phase {
+            Phase::Record | Phase::Throttled(..) => {
+                let cfg = self.worker.borrow().cfg.clone();
+                self.stream.borrow_mut().body_size = body_size;
+                // The record's read stops early, far below Envoy's buffer
+                // limit: a large body goes on unread rather than get a 413.
+                let over = match phase {
+                    Phase::Record => body_size > record::MAX_BODY,
+                    _ => too_large(&cfg),
+                };
+                if !end_of_stream && !over {
+                    return Action::Pause;
+                }
+                return match phase {
+                    Phase::Throttled(limit, retry_s) => self.throttled(&cfg, &limit, retry_s, !over),
+                    _ => self.record_body(&cfg, !over),
+                };
+            }
+            _ => {}
+        }
         let Some(grant) = self.inspecting() else {
             return Action::Continue;
         };
         let cfg = self.worker.borrow().cfg.clone();
         self.stream.borrow_mut().body_size = body_size;
-        if u64::try_from(body_size).unwrap_or(u64::MAX) > cfg.max_body_bytes {
+        if too_large(&cfg) {
             self.stream.borrow_mut().phase = Phase::Idle;
             return refuse(
+                &cfg,
+                &self.stream,
                 &replies::body_too_large(cfg.max_body_bytes),
                 Metric::DeniedBodyTooLarge,
             );
@@ -298,6 +381,18 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let phase = self.stream.borrow().phase.clone();
+        match phase {
+            Phase::Throttled(limit, retry_s) => {
+                let cfg = self.worker.borrow().cfg.clone();
+                return self.throttled(&cfg, &limit, retry_s, true);
+            }
+            Phase::Record => {
+                let cfg = self.worker.borrow().cfg.clone();
+                return self.record_body(&cfg, true);
+            }
+            _ => {}
+        }
         let Some(grant) = self.inspecting() else {
             return Action::Continue;
         };
@@ -306,9 +401,45 @@ impl HttpContext for Http {
     }
 }
 
+/// The buffered request body of the effective stream.
+fn request_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// The id to answer a body with: its first request's (null without one).
+fn first_request_id(reading: &message::Reading) -> serde_json::Value {
+    reading
+        .messages()
+        .iter()
+        .find(|m| m.method().is_some())
+        .map(|m| m.id.clone())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Writes the request's record (once) as the configured filter-state value,
+/// where Envoy's access log reads it.
+fn publish(cfg: &Config, stream: &StreamRef, decision: record::Decision) {
+    let Some(property) = &cfg.record.property else {
+        return;
+    };
+    let line = {
+        let mut s = stream.borrow_mut();
+        if s.recorded {
+            return;
+        }
+        s.recorded = true;
+        record::encode(decision, &s.facts)
+    };
+    host::set_property(property, line.as_bytes());
+}
+
 /// Sends a local reply from the effective context.
-fn refuse(reply: &Reply, metric: Metric) -> Action {
+fn refuse(cfg: &Config, stream: &StreamRef, reply: &Reply, metric: Metric) -> Action {
     inc(metric);
+    publish(cfg, stream, record::Decision::Deny(metric));
     let _ = hostcalls::send_http_response(
         reply.status,
         reply.header_refs(),
@@ -317,16 +448,41 @@ fn refuse(reply: &Reply, metric: Metric) -> Action {
     Action::Pause
 }
 
+/// Counts the request against its token's rate limit, if it has one: `None`
+/// to go on, or the limit and the wait when it is spent.
+fn over_limit(cfg: &Config, stream: &StreamRef, grant: &Grant) -> Option<(RateLimit, u64)> {
+    let limit = grant.rate_limit.filter(|_| cfg.rate_limit.enforce)?;
+    let key = stream.borrow().facts.key?;
+    match worker::admit(&cfg.token_api.cluster, &key, &limit, host::now_ns()) {
+        Admission::Allowed { .. } => None,
+        Admission::Limited { retry_after_s } => {
+            stream.borrow_mut().facts.retry_after_s = Some(retry_after_s);
+            Some((limit, retry_after_s))
+        }
+    }
+}
+
 /// Applies `outcome` to `stream` in the effective context. `resume`: the
 /// stream is paused and must be resumed when allowed (a callout answer);
 /// otherwise the returned action tells the current callback what to return.
 pub(crate) fn deliver(cfg: &Config, stream: &StreamRef, outcome: &Outcome, resume: bool) -> Action {
     match outcome {
-        Outcome::Deny(reply, metric) => {
-            stream.borrow_mut().phase = Phase::Idle;
-            refuse(reply, *metric)
+        Outcome::Deny(reply, metric, inactive) => {
+            {
+                let mut s = stream.borrow_mut();
+                s.phase = Phase::Idle;
+                s.facts.inactive = *inactive;
+            }
+            refuse(cfg, stream, reply, *metric)
         }
         Outcome::Allow { grant, stale } => {
+            {
+                let mut s = stream.borrow_mut();
+                s.facts.grant = Some(grant.clone());
+                if *stale {
+                    s.facts.cache = record::Cache::Stale;
+                }
+            }
             let repeated = stream.borrow().repeated_header;
             if let Some(header) = repeated {
                 // Which of the values would Envoy, a rate limiter or the
@@ -337,12 +493,20 @@ pub(crate) fn deliver(cfg: &Config, stream: &StreamRef, outcome: &Outcome, resum
                     id: serde_json::Value::Null,
                 };
                 return match replies::for_verdict(cfg, &verdict) {
-                    Some(reply) => refuse(&reply, Metric::DeniedHeaderMismatch),
+                    Some(reply) => refuse(cfg, stream, &reply, Metric::DeniedHeaderMismatch),
                     None => Action::Pause,
                 };
             }
             if *stale {
                 inc(Metric::StaleServes);
+            }
+            let throttled = over_limit(cfg, stream, grant);
+            if let Some((limit, retry_s)) = throttled {
+                if !stream.borrow().has_body {
+                    stream.borrow_mut().phase = Phase::Idle;
+                    let reply = replies::rate_limited(&limit, retry_s, None);
+                    return refuse(cfg, stream, &reply, Metric::DeniedRateLimited);
+                }
             }
             host::remove_request_header(b"authorization");
             let h = &cfg.headers;
@@ -350,6 +514,12 @@ pub(crate) fn deliver(cfg: &Config, stream: &StreamRef, outcome: &Outcome, resum
             host::set_request_header(&h.project, &grant.project);
             host::set_request_header(&h.token_id, &grant.token_id);
             host::set_request_header(&h.token_name, &grant.name);
+            if throttled.is_some() {
+                // The JSON-RPC id is in the body, which only comes once the
+                // headers go on: a route on this header holds them there
+                // (envoy/gateway.yaml) until the 429 is sent.
+                host::set_request_header(&h.hold(), "rate_limited");
+            }
             host::clear_route_cache();
             {
                 let mut s = stream.borrow_mut();
@@ -357,11 +527,19 @@ pub(crate) fn deliver(cfg: &Config, stream: &StreamRef, outcome: &Outcome, resum
                     method: s.mcp_method.as_deref(),
                     name: s.mcp_name.as_deref(),
                 };
-                if request::must_inspect(cfg, grant, s.has_body, &claimed) {
+                if let Some((limit, retry_s)) = throttled {
+                    s.phase = Phase::Throttled(limit, retry_s);
+                } else if request::must_inspect(cfg, grant, s.has_body, &claimed) {
                     s.phase = Phase::Inspect(grant.clone());
                 } else {
-                    s.phase = Phase::Idle;
                     inc(Metric::Allowed);
+                    if s.has_body && cfg.record.read_body && cfg.record.property.is_some() {
+                        s.phase = Phase::Record;
+                    } else {
+                        s.phase = Phase::Idle;
+                        drop(s);
+                        publish(cfg, stream, record::Decision::Allow);
+                    }
                 }
             }
             if resume && !host::resume_request() {

@@ -3,7 +3,7 @@
 
 use super::host::{self, inc, log};
 use super::http::Http;
-use super::worker::{resolve, sha_prefix, Worker};
+use super::worker::{self, resolve, sha_prefix, Worker};
 use crate::config::{self, Config};
 use crate::headermap;
 use crate::introspect::{self, Unavailable};
@@ -176,6 +176,10 @@ impl Root {
             let mut w = self.worker.borrow_mut();
             let applied = w.apply_revocations(&page.revoked, now);
             host::add(Metric::RevocationsApplied, applied);
+            if !page.changed.is_empty() {
+                let changed = w.apply_changes(&page.changed);
+                host::add(Metric::ChangesApplied, changed);
+            }
             if applied > 0 {
                 let first = page.revoked.first().map(sha_prefix).unwrap_or_default();
                 log(
@@ -306,6 +310,9 @@ impl RootContext for Root {
                 cfg.cache.max_entries
             ),
         );
+        if cfg.rate_limit.enforce {
+            worker::create_limit_slots(&cfg.token_api.cluster);
+        }
         // Until its first feed answer a worker caches nothing (see
         // `Worker::caching`), so that first poll goes out at once.
         let first = match cfg.revocation_poll_ms {

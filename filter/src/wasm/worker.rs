@@ -11,8 +11,10 @@ use crate::config::Config;
 use crate::introspect::{Answer, Unavailable};
 use crate::memo::KeyMemo;
 use crate::metrics::Metric;
+use crate::ratelimit::{self, Admission};
 use crate::replies::{self, Reply, Unauthorized};
 use crate::shared::{self, SharedEntry};
+use mcpgw_token::ratelimit::RateLimit;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, Status};
 use std::cell::RefCell;
@@ -27,6 +29,10 @@ const STALE_HOLD_MS: u64 = 1000;
 /// CAS attempts on a contended bucket before giving up (the cache is an
 /// optimisation; losing one write only costs a callout elsewhere).
 const CAS_ATTEMPTS: usize = 3;
+/// CAS attempts on a rate-limit slot before refusing the request: each
+/// failed one means another worker let a request through meanwhile, so
+/// giving up must not let this one through unchecked.
+const LIMIT_CAS_ATTEMPTS: usize = 16;
 
 pub(crate) struct Worker {
     pub cfg: Rc<Config>,
@@ -166,7 +172,33 @@ impl Worker {
                 }
             }
         }
-        Outcome::Deny(deny, metric)
+        Outcome::Deny(deny, metric, None)
+    }
+
+    /// Drops the cached decisions of tokens whose answer changed (a new rate
+    /// limit), here and in the shared layer, so the next request asks the
+    /// token API; how many were dropped.
+    pub fn apply_changes(&mut self, keys: &[Key]) -> u64 {
+        let mut applied = 0;
+        let mut by_bucket: BTreeMap<String, Vec<Key>> = BTreeMap::new();
+        for key in keys {
+            applied += u64::from(self.cache.remove(key));
+            by_bucket.entry(self.bucket(key)).or_default().push(*key);
+        }
+        for (bucket, keys) in by_bucket {
+            let written = update_bucket(&bucket, |mut entries| {
+                let mut changed = false;
+                for key in &keys {
+                    if let Some(next) = shared::forget(entries.clone(), key) {
+                        entries = next;
+                        changed = true;
+                    }
+                }
+                changed.then_some(entries)
+            });
+            applied += u64::from(written);
+        }
+        applied
     }
 
     /// Evicts revoked tokens here and in the shared layer; how many cached
@@ -249,6 +281,53 @@ impl Worker {
     }
 }
 
+/// Creates every rate-limit slot that does not exist yet. A write to a key
+/// that does not exist succeeds whatever its CAS, so two workers creating the
+/// same slot at once could each count a request; created here, at
+/// configuration, every request-time write is a checked CAS.
+pub fn create_limit_slots(cluster: &str) {
+    let empty = ratelimit::encode(&[]);
+    for slot in ratelimit::slot_keys(cluster) {
+        if let Ok((None, _)) = hostcalls::get_shared_data(&slot) {
+            let _ = hostcalls::set_shared_data(&slot, Some(&empty), None);
+        }
+    }
+}
+
+/// Decides one request of the token `key` against its rate limit, across
+/// every worker of this Envoy: read the slot, decide, write back with CAS;
+/// on a lost race read and decide again. A token without a limit never gets
+/// here.
+pub fn admit(cluster: &str, key: &Key, limit: &RateLimit, now_ns: u64) -> Admission {
+    let slot = ratelimit::slot_key(cluster, key);
+    let id = ratelimit::entry_id(key);
+    for _ in 0..LIMIT_CAS_ATTEMPTS {
+        let (entries, cas) = match hostcalls::get_shared_data(&slot) {
+            Ok((Some(bytes), cas)) => (ratelimit::decode(&bytes), cas),
+            // Not created at configuration (another plugin version's VM
+            // started first): create it, then decide on the stored value.
+            Ok((None, _)) => {
+                let _ = hostcalls::set_shared_data(&slot, Some(&ratelimit::encode(&[])), None);
+                continue;
+            }
+            Err(_) => break,
+        };
+        let (admission, write) = ratelimit::admit(&entries, id, limit, now_ns);
+        let Some(next) = write else {
+            return admission;
+        };
+        match hostcalls::set_shared_data(&slot, Some(&ratelimit::encode(&next)), cas) {
+            Ok(()) => return admission,
+            Err(Status::CasMismatch) => host::inc(Metric::RateLimitCasRetries),
+            Err(_) => break,
+        }
+    }
+    // Fail closed: the request could not be counted.
+    Admission::Limited {
+        retry_after_s: ratelimit::MIN_RETRY_S,
+    }
+}
+
 fn read_bucket(name: &str) -> (Vec<SharedEntry>, Option<u32>) {
     match hostcalls::get_shared_data(name) {
         Ok((Some(bytes), cas)) => (shared::decode(&bytes), cas),
@@ -305,6 +384,7 @@ pub fn resolve(
                 Decision::Inactive(r) => Outcome::Deny(
                     replies::unauthorized(&w.cfg, Unauthorized::Inactive(r)),
                     Metric::DeniedInvalid,
+                    Some(r),
                 ),
             },
             Err(why) => {

@@ -223,10 +223,36 @@ pub(crate) fn link(linker: &mut Linker<Worker>, module: &wasmtime::Module) -> wa
     linker.func_wrap(
         "env",
         "proxy_set_shared_data",
-        |c: Caller<'_, Worker>, kp: u32, kl: u32, vp: u32, vl: u32, cas: u32| {
+        |mut c: Caller<'_, Worker>, kp: u32, kl: u32, vp: u32, vl: u32, cas: u32| {
             let r = read_str(&c, kp, kl).and_then(|key| {
                 let value = read(&c, vp, vl)?;
+                let w = c.data_mut();
+                if w
+                    .shared_write_hook
+                    .as_ref()
+                    .is_some_and(|h| key.starts_with(&h.prefix))
+                {
+                    if let Some(hook) = w.shared_write_hook.take() {
+                        (hook.run)();
+                    }
+                }
                 lock(&c.data().process).shared.set(&key, &value, cas)
+            });
+            status(r)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_property",
+        |mut c: Caller<'_, Worker>, pp: u32, pl: u32, vp: u32, vl: u32| {
+            let r = read(&c, pp, pl).and_then(|path| {
+                let value = read(&c, vp, vl)?;
+                // Envoy keeps it as filter state `wasm.<path>` of the stream;
+                // outside a stream there is none to hold it.
+                let key = format!("wasm.{}", String::from_utf8_lossy(&path));
+                let stream = c.data_mut().effective_stream().ok_or(Status::NotFound)?;
+                stream.filter_state.insert(key, value);
+                Ok(())
             });
             status(r)
         },

@@ -13,7 +13,7 @@ use super::http::{Body, Headers, Request, Response};
 use super::memory::Guest;
 use super::state::{
     lock, After, CallResponse, LocalReply, LogLevel, LogLine, Phase, Process, SharedProcess,
-    Stream, Worker,
+    SharedWriteHook, Stream, Worker,
 };
 
 const PAUSE: u32 = 1;
@@ -184,6 +184,8 @@ pub struct Forwarded {
     pub route_cache_clears: u32,
     /// The upstream response as the client got it.
     pub response: Response,
+    /// Filter state the filter set (`wasm.<name>`), as the access log reads it.
+    pub filter_state: BTreeMap<String, Vec<u8>>,
 }
 
 #[derive(Clone, Debug)]
@@ -194,6 +196,11 @@ pub struct Reply {
     /// True for the filter's `send_local_response`, false for Envoy's own
     /// replies (e.g. 413 over the buffer limit).
     pub by_filter: bool,
+    /// Filter state the filter set (`wasm.<name>`), as the access log reads it.
+    pub filter_state: BTreeMap<String, Vec<u8>>,
+    /// The request headers as they stood when the reply was sent (what a
+    /// route or an access log saw).
+    pub request_headers: Headers,
 }
 
 impl Reply {
@@ -239,6 +246,17 @@ impl Outcome {
             Outcome::Paused(p) => p,
             other => panic!("expected the stream to be paused, got {other:#?}"),
         }
+    }
+
+    /// The filter-state value `key` (e.g. `wasm.mcp_auth`) as JSON, once
+    /// the request is answered; `None` while paused or when never set.
+    pub fn filter_state_json(&self, key: &str) -> Option<serde_json::Value> {
+        let state = match self {
+            Outcome::Forwarded(f) => &f.filter_state,
+            Outcome::Replied(r) => &r.filter_state,
+            _ => return None,
+        };
+        state.get(key).and_then(|v| serde_json::from_slice(v).ok())
     }
 
     /// The status the client got, if it got one.
@@ -508,6 +526,7 @@ impl Envoy {
             replied: None,
             route_cache_clears: 0,
             callouts: Vec::new(),
+            filter_state: BTreeMap::new(),
         };
         self.store.data_mut().streams.insert(id, stream);
         let root = self.store.data().root_id;
@@ -554,6 +573,18 @@ impl Envoy {
         self.finished.insert(id, Outcome::Disconnected);
         self.destroy(id);
         self.settle();
+    }
+
+    /// Runs `run` just before this worker's next shared-data write to a key
+    /// starting with `prefix`, after the filter read the value it decided
+    /// on: `run` typically sends a request on another worker of the same
+    /// process, so both decide on the same value and the second write must
+    /// lose its compare-and-swap.
+    pub fn before_shared_write(&mut self, prefix: &str, run: impl FnOnce() + Send + 'static) {
+        self.store.data_mut().shared_write_hook = Some(SharedWriteHook {
+            prefix: prefix.to_string(),
+            run: Box::new(run),
+        });
     }
 
     /// Callouts waiting for an answer, oldest first.
@@ -1042,6 +1073,8 @@ impl Envoy {
                 headers: s.response_headers.clone(),
                 body,
                 by_filter,
+                filter_state: s.filter_state.clone(),
+                request_headers: s.request_headers.clone(),
             }),
             None => Outcome::Forwarded(Forwarded {
                 headers: s.forwarded_headers.clone().unwrap_or_default(),
@@ -1052,6 +1085,7 @@ impl Envoy {
                     headers: s.response_headers.clone(),
                     body,
                 },
+                filter_state: s.filter_state.clone(),
             }),
         };
         self.finished.insert(id, outcome);

@@ -217,6 +217,17 @@ pub(crate) struct Stream {
     pub replied: Option<bool>,
     pub route_cache_clears: u32,
     pub callouts: Vec<u32>,
+    /// `proxy_set_property` values, under Envoy's filter-state keys
+    /// (`wasm.<path>`), as an access log would read them.
+    pub filter_state: BTreeMap<String, Vec<u8>>,
+}
+
+/// Something to run just before the filter's next shared-data write to a
+/// key starting with `prefix`: another worker's request, landing between
+/// this worker's read and its compare-and-swap.
+pub(crate) struct SharedWriteHook {
+    pub prefix: String,
+    pub run: Box<dyn FnOnce() + Send>,
 }
 
 /// An HTTP callout the filter made, waiting for an answer.
@@ -300,6 +311,7 @@ pub(crate) struct Worker {
     pub route_cache_clears: u32,
     pub done_requested: Vec<u32>,
     pub rng: u64,
+    pub shared_write_hook: Option<SharedWriteHook>,
 }
 
 impl Worker {
@@ -327,6 +339,7 @@ impl Worker {
             route_cache_clears: 0,
             done_requested: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15,
+            shared_write_hook: None,
         }
     }
 
