@@ -505,8 +505,9 @@ impl Config {
 
         if let Some(p) = &self.record.property {
             let ok = (1..=64).contains(&p.len())
-                && p.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+                && p.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.'
+                });
             if !ok {
                 err(
                     "record.property",

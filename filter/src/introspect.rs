@@ -166,7 +166,11 @@ pub fn parse_revocations(status: Option<u16>, body: &[u8]) -> Result<Revocations
             .iter()
             .map(|h| key_from_hex(h).ok_or(()))
             .collect::<Result<Vec<_>, _>>()
-            .or_else(|_| unavailable(format!("\"{field}\" holds something other than a token_sha")))
+            .or_else(|_| {
+                unavailable(format!(
+                    "\"{field}\" holds something other than a token_sha"
+                ))
+            })
     };
     let revoked = keys("revoked", &page.revoked)?;
     let changed = keys("changed", &page.changed)?;

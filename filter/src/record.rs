@@ -29,7 +29,14 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// megabytes, a log line should not.
 pub const MAX_NAME: usize = 256;
 
+/// What a method or name that holds a token prefix is recorded as: a
+/// client that pastes its token into a tool name must not get it logged.
+pub const REDACTED: &str = "(redacted: holds a token)";
+
 fn clip(s: &str) -> String {
+    if s.contains(mcpgw_token::format::PREFIX) {
+        return REDACTED.to_string();
+    }
     let mut end = s.len().min(MAX_NAME);
     while !s.is_char_boundary(end) {
         end -= 1;

@@ -47,7 +47,11 @@ fn statuses(env: &mut Envoy, t: &str, n: usize) -> Vec<u16> {
 #[test]
 fn a_limited_token_gets_its_burst_then_429_with_the_ietf_fields() {
     let (mut env, t) = cached(&limited(5, 60, 5));
-    assert_eq!(statuses(&mut env, &t, 4), vec![200; 4], "4 more fit the burst of 5");
+    assert_eq!(
+        statuses(&mut env, &t, 4),
+        vec![200; 4],
+        "4 more fit the burst of 5"
+    );
     let out = env.request(mcp(&t, &tool_call(42, "whoami")));
     let r = out.replied();
     assert_eq!(r.status, 429, "{out:#?}");
@@ -61,7 +65,10 @@ fn a_limited_token_gets_its_burst_then_429_with_the_ietf_fields() {
     assert_eq!(r.header("ratelimit").as_deref(), Some("\"token\";r=0;t=12"));
     let body = r.json();
     assert_eq!(body["jsonrpc"], "2.0");
-    assert_eq!(body["id"], 42, "the JSON-RPC error answers the call: {body}");
+    assert_eq!(
+        body["id"], 42,
+        "the JSON-RPC error answers the call: {body}"
+    );
     assert_eq!(body["error"]["code"], -32029);
     assert_eq!(body["error"]["data"]["retry_after_s"], 12);
     assert_eq!(env.metric("mcp_auth.denied.rate_limited"), 1);
@@ -74,11 +81,18 @@ fn the_bucket_refills_at_the_limit_rate() {
     let (mut env, t) = cached(&limited(5, 20, 5));
     assert_eq!(statuses(&mut env, &t, 5), vec![200, 200, 200, 200, 429]);
     env.advance(secs(3));
-    assert_eq!(statuses(&mut env, &t, 1), vec![429], "not yet: 4 s a request");
+    assert_eq!(
+        statuses(&mut env, &t, 1),
+        vec![429],
+        "not yet: 4 s a request"
+    );
     env.advance(secs(1));
     assert_eq!(statuses(&mut env, &t, 2), vec![200, 429]);
     env.advance(secs(20));
-    assert_eq!(statuses(&mut env, &t, 6), vec![200, 200, 200, 200, 200, 429]);
+    assert_eq!(
+        statuses(&mut env, &t, 6),
+        vec![200, 200, 200, 200, 200, 429]
+    );
 }
 
 #[test]
@@ -133,7 +147,11 @@ fn a_held_request_carries_the_hold_header_and_no_credential() {
     assert_eq!(r.status, 429);
     let h = &r.request_headers;
     assert_eq!(h.get("x-mcp-hold").as_deref(), Some("rate_limited"));
-    assert_eq!(h.get_all("x-mcp-hold").len(), 1, "the client's copy was stripped");
+    assert_eq!(
+        h.get_all("x-mcp-hold").len(),
+        1,
+        "the client's copy was stripped"
+    );
     assert_eq!(h.get("authorization"), None);
     assert_eq!(h.get("x-mcp-tenant").as_deref(), Some("acme"));
     // A request without a body is answered at once: no hold.
@@ -151,7 +169,11 @@ fn a_token_without_a_limit_does_no_rate_limit_work() {
         "every slot is created empty at configuration"
     );
     assert_eq!(statuses(&mut env, &t, 50), vec![200; 50]);
-    assert_eq!(env.shared_data(&slot_of(&t)), before, "its slot was never written");
+    assert_eq!(
+        env.shared_data(&slot_of(&t)),
+        before,
+        "its slot was never written"
+    );
     assert_eq!(env.metric("mcp_auth.denied.rate_limited"), 0);
 }
 

@@ -159,8 +159,8 @@ impl fmt::Display for RateLimit {
             60 => f.write_str("m")?,
             3_600 => f.write_str("h")?,
             86_400 => f.write_str("d")?,
-            _ if w % 3_600 == 0 => write!(f, "{}h", w / 3_600)?,
-            _ if w % 60 == 0 => write!(f, "{}m", w / 60)?,
+            _ if w.is_multiple_of(3_600) => write!(f, "{}h", w / 3_600)?,
+            _ if w.is_multiple_of(60) => write!(f, "{}m", w / 60)?,
             _ => write!(f, "{w}s")?,
         }
         if self.burst != self.requests {
@@ -206,9 +206,24 @@ mod tests {
     #[test]
     fn text_form_refuses_what_it_cannot_mean() {
         for text in [
-            "", "60", "60/", "/m", "60/x", "60/0s", "0/m", "-1/m", "1.5/m", "60/m burst",
-            "60/m burst 0", "60/m burst 61", "060/m", "60/m:", "60/2d", "1000001/s",
-            "99999999999/s", "60 per minute",
+            "",
+            "60",
+            "60/",
+            "/m",
+            "60/x",
+            "60/0s",
+            "0/m",
+            "-1/m",
+            "1.5/m",
+            "60/m burst",
+            "60/m burst 0",
+            "60/m burst 61",
+            "060/m",
+            "60/m:",
+            "60/2d",
+            "1000001/s",
+            "99999999999/s",
+            "60 per minute",
         ] {
             assert!(RateLimit::parse(text).is_err(), "{text:?}");
         }
@@ -244,7 +259,10 @@ mod tests {
     fn covers_compares_rate_and_burst() {
         let parent = rl(60, 60, 10);
         assert!(parent.covers(&parent));
-        assert!(parent.covers(&rl(1, 1, 10)), "same rate, written per second");
+        assert!(
+            parent.covers(&rl(1, 1, 10)),
+            "same rate, written per second"
+        );
         assert!(parent.covers(&rl(30, 60, 5)));
         assert!(!parent.covers(&rl(61, 60, 10)), "faster");
         assert!(!parent.covers(&rl(2, 1, 1)), "faster, per second");

@@ -324,14 +324,22 @@ fn rate_limit_and_record_sections_have_defaults_and_are_checked() {
     assert!(m.contains("a-z"), "{m}");
     field_error(r#"{"record": {"property": ""}}"#, "record.property");
     field_error(r#"{"record": {"read_body": 1}}"#, "record.read_body");
-    field_error(r#"{"rate_limit": {"enforce": "yes"}}"#, "rate_limit.enforce");
-    field_error(r#"{"rate_limit": {"per_token": true}}"#, "rate_limit.per_token");
+    field_error(
+        r#"{"rate_limit": {"enforce": "yes"}}"#,
+        "rate_limit.enforce",
+    );
+    field_error(
+        r#"{"rate_limit": {"per_token": true}}"#,
+        "rate_limit.per_token",
+    );
 }
 
 #[test]
 fn the_hold_header_follows_the_strip_prefix_and_cannot_be_spoofed() {
-    let c = load(br#"{"headers": {"strip_prefix": "x-gw-", "tenant": "x-gw-t",
-        "project": "x-gw-p", "token_id": "x-gw-i", "token_name": "x-gw-n"}}"#)
+    let c = load(
+        br#"{"headers": {"strip_prefix": "x-gw-", "tenant": "x-gw-t",
+        "project": "x-gw-p", "token_id": "x-gw-i", "token_name": "x-gw-n"}}"#,
+    )
     .unwrap();
     assert_eq!(c.headers.hold(), "x-gw-hold");
     let m = field_error(r#"{"headers": {"hold": "x-hold"}}"#, "headers.hold");

@@ -219,10 +219,14 @@ fn the_rate_limit_reaches_the_grant_and_a_bad_one_is_unavailable() {
     for none in [json!(null), Value::Null] {
         let mut v = active();
         v["rate_limit"] = none;
-        assert!(matches!(parse(&v), Ok(Answer::Active { grant, .. }) if grant.rate_limit.is_none()));
+        assert!(
+            matches!(parse(&v), Ok(Answer::Active { grant, .. }) if grant.rate_limit.is_none())
+        );
     }
     // A token API from before rate limits writes no field: no limit.
-    assert!(matches!(parse(&active()), Ok(Answer::Active { grant, .. }) if grant.rate_limit.is_none()));
+    assert!(
+        matches!(parse(&active()), Ok(Answer::Active { grant, .. }) if grant.rate_limit.is_none())
+    );
     // Fail closed: a limit the gateway cannot read never means "unlimited".
     for bad in [
         json!({"requests": 0, "window_s": 60, "burst": 0}),

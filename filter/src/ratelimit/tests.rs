@@ -77,7 +77,11 @@ fn retry_after_is_at_least_a_second_and_rounds_up() {
     let l = limit(2, 3, 1);
     let mut slot = Vec::new();
     let out = burst_of(&mut slot, 1, &l, T0, 2);
-    assert_eq!(out[1], Admission::Limited { retry_after_s: 2 }, "1.5 s up to 2");
+    assert_eq!(
+        out[1],
+        Admission::Limited { retry_after_s: 2 },
+        "1.5 s up to 2"
+    );
 }
 
 #[test]
@@ -110,7 +114,13 @@ fn full_buckets_leave_the_slot_and_the_slot_stays_bounded() {
     assert_eq!(slot.len(), 10);
     // A second later every bucket is full again: the next write drops them.
     burst_of(&mut slot, 99, &l, T0 + 2 * S, 1);
-    assert_eq!(slot, vec![Entry { id: 99, tat_ns: T0 + 3 * S }]);
+    assert_eq!(
+        slot,
+        vec![Entry {
+            id: 99,
+            tat_ns: T0 + 3 * S
+        }]
+    );
 
     let slow = limit(1, 3600, 1);
     let mut slot = Vec::new();

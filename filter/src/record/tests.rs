@@ -49,8 +49,16 @@ fn a_denial_carries_its_reason() {
         (Metric::DeniedQueryToken, None, "token_in_query"),
         (Metric::DeniedInvalid, Some(Reason::Revoked), "revoked"),
         (Metric::DeniedInvalid, Some(Reason::Expired), "expired"),
-        (Metric::DeniedInvalid, Some(Reason::Unknown), "unknown_token"),
-        (Metric::DeniedInvalid, Some(Reason::Malformed), "unknown_token"),
+        (
+            Metric::DeniedInvalid,
+            Some(Reason::Unknown),
+            "unknown_token",
+        ),
+        (
+            Metric::DeniedInvalid,
+            Some(Reason::Malformed),
+            "unknown_token",
+        ),
         (Metric::DeniedScope, None, "insufficient_scope"),
         (Metric::DeniedHeaderMismatch, None, "header_mismatch"),
         (Metric::DeniedBadBody, None, "bad_body"),
@@ -127,4 +135,10 @@ fn a_bypass_is_one_word_and_no_record_holds_a_raw_token() {
         ..Facts::default()
     };
     assert!(!encode(Decision::Allow, &f).contains("mcpctl_pat_"));
+    // Not even when the client sends its token as a tool name.
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "x mcpctl_pat_abc"}});
+    let mut f = Facts::default();
+    f.called(&message::read(body.to_string().as_bytes()).unwrap());
+    assert_eq!(f.name.as_deref(), Some(REDACTED));
 }

@@ -58,7 +58,10 @@ pub(crate) type StreamRef = Rc<RefCell<Stream>>;
 
 /// A decision ready to apply to a stream.
 pub(crate) enum Outcome {
-    Allow { grant: Rc<Grant>, stale: bool },
+    Allow {
+        grant: Rc<Grant>,
+        stale: bool,
+    },
     /// The reason is the token API's, for a 401 after a lookup.
     Deny(Reply, Metric, Option<Reason>),
 }
@@ -241,7 +244,13 @@ impl Http {
 
     /// 429 for a throttled request once its body (and so its JSON-RPC id)
     /// is here; `complete` false: the body is too large to read.
-    fn throttled(&mut self, cfg: &Config, limit: &RateLimit, retry_s: u64, complete: bool) -> Action {
+    fn throttled(
+        &mut self,
+        cfg: &Config,
+        limit: &RateLimit,
+        retry_s: u64,
+        complete: bool,
+    ) -> Action {
         let size = {
             let mut s = self.stream.borrow_mut();
             s.phase = Phase::Idle;
@@ -321,7 +330,12 @@ impl HttpContext for Http {
                     Unauthorized::QueryToken => Metric::DeniedQueryToken,
                     Unauthorized::Inactive(_) => Metric::DeniedInvalid,
                 };
-                refuse(&cfg, &self.stream, &replies::unauthorized(&cfg, why), metric)
+                refuse(
+                    &cfg,
+                    &self.stream,
+                    &replies::unauthorized(&cfg, why),
+                    metric,
+                )
             }
             Front::Token(token) => {
                 {
@@ -338,7 +352,8 @@ impl HttpContext for Http {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let phase = self.stream.borrow().phase.clone();
-        let too_large = |cfg: &Config| u64::try_from(body_size).unwrap_or(u64::MAX) > cfg.max_body_bytes;
+        let too_large =
+            |cfg: &Config| u64::try_from(body_size).unwrap_or(u64::MAX) > cfg.max_body_bytes;
         match phase {
             Phase::Record | Phase::Throttled(..) => {
                 let cfg = self.worker.borrow().cfg.clone();
@@ -353,7 +368,9 @@ impl HttpContext for Http {
                     return Action::Pause;
                 }
                 return match phase {
-                    Phase::Throttled(limit, retry_s) => self.throttled(&cfg, &limit, retry_s, !over),
+                    Phase::Throttled(limit, retry_s) => {
+                        self.throttled(&cfg, &limit, retry_s, !over)
+                    }
                     _ => self.record_body(&cfg, !over),
                 };
             }

@@ -227,8 +227,7 @@ pub(crate) fn link(linker: &mut Linker<Worker>, module: &wasmtime::Module) -> wa
             let r = read_str(&c, kp, kl).and_then(|key| {
                 let value = read(&c, vp, vl)?;
                 let w = c.data_mut();
-                if w
-                    .shared_write_hook
+                if w.shared_write_hook
                     .as_ref()
                     .is_some_and(|h| key.starts_with(&h.prefix))
                 {
