@@ -2,6 +2,7 @@
 
 mod api;
 mod check;
+mod gatewaylog;
 mod table;
 mod tokens;
 mod up;
@@ -34,7 +35,8 @@ pub enum Command {
         #[command(subcommand)]
         verb: TokenVerb,
     },
-    /// Show audit events (created, revoked, deleted, denied_create).
+    /// Show audit events (created, revoked, deleted, denied_create, rate_limit_changed), or
+    /// with --gateway-log the gateway's record of every request.
     Audit {
         #[command(flatten)]
         api: ApiArgs,
@@ -175,8 +177,48 @@ pub struct AuditArgs {
     pub tenant: Option<String>,
     #[arg(long)]
     pub token_id: Option<String>,
+    /// At most this many, newest (with --gateway-log, 0 shows every match).
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Read the gateway's JSON access log instead of the token API: every
+    /// request, with its decision, token and tool.
+    #[arg(long, value_name = "FILE")]
+    pub gateway_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: LogFilters,
+}
+
+/// Filters of `audit --gateway-log` only.
+#[derive(Debug, Args)]
+pub struct LogFilters {
+    #[arg(long, requires = "gateway_log")]
+    pub token_name: Option<String>,
+    /// At least 8 hex digits of the token_sha: also finds the refused
+    /// requests of a revoked or expired token.
+    #[arg(long, requires = "gateway_log")]
+    pub token_sha: Option<String>,
+    #[arg(long, requires = "gateway_log")]
+    pub project: Option<String>,
+    /// Tool, prompt or resource name; a trailing `*` matches a prefix.
+    #[arg(long, requires = "gateway_log")]
+    pub tool: Option<String>,
+    /// JSON-RPC method, e.g. tools/call.
+    #[arg(long, requires = "gateway_log")]
+    pub method: Option<String>,
+    #[arg(long, requires = "gateway_log", value_parser = ["allow", "deny", "bypass"])]
+    pub decision: Option<String>,
+    /// Why a request was denied: rate_limited, insufficient_scope, revoked, …
+    #[arg(long, requires = "gateway_log")]
+    pub reason: Option<String>,
+    /// HTTP status the client got.
+    #[arg(long, requires = "gateway_log")]
+    pub status: Option<u16>,
+    /// From: RFC 3339 time, a date, or an age (15m, 2h, 7d).
+    #[arg(long, requires = "gateway_log")]
+    pub since: Option<String>,
+    /// Until: RFC 3339 time, a date, or an age (15m, 2h, 7d).
+    #[arg(long, requires = "gateway_log")]
+    pub until: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -238,9 +280,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 TokenVerb::Delete { id } => tokens::delete(&client, &id, json).await?,
             }
         }
-        Command::Audit { api, args } => {
-            tokens::audit(&api::ApiClient::new(&api.api, api.key), args, json).await?
-        }
+        Command::Audit { api, args } => match &args.gateway_log {
+            Some(path) => gatewaylog::run(&gatewaylog::LogQuery::new(path, &args), json)?,
+            None => tokens::audit(&api::ApiClient::new(&api.api, api.key), args, json).await?,
+        },
         Command::Check(a) => return check::run(a, json).await,
         Command::DemoBackend(a) => demo_backend(a).await?,
         Command::Up(a) => up::run(a).await?,

@@ -224,6 +224,7 @@ mod tests {
             "SHARED_PORT",
             "FILTER_WASM",
             "FILTER_CONFIG",
+            "ACCESS_LOG",
         ] {
             vars.insert(k, "1".to_string());
         }

@@ -198,6 +198,10 @@ impl Stack {
             ("SHARED_PORT", ports.shared.to_string()),
             ("FILTER_WASM", wasm.display().to_string()),
             ("FILTER_CONFIG", opts.filter_config.to_string()),
+            (
+                "ACCESS_LOG",
+                access_log(&opts.data_dir).display().to_string(),
+            ),
         ]);
         let config = envoy::render(&template, &vars)?;
         let envoy = Envoy::start(
@@ -221,6 +225,12 @@ impl Stack {
     /// `http://127.0.0.1:<gateway>`.
     pub fn gateway_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.gateway)
+    }
+
+    /// Envoy's JSON access log (one line per request, with the filter's
+    /// record): `<data>/envoy/access.log`.
+    pub fn access_log(&self) -> PathBuf {
+        access_log(&self.data_dir)
     }
 
     /// `http://127.0.0.1:<token api>`.
@@ -310,6 +320,10 @@ impl Stack {
             f.stop().await;
         }
     }
+}
+
+fn access_log(data_dir: &Path) -> PathBuf {
+    data_dir.join("envoy").join("access.log")
 }
 
 fn loopback(port: u16) -> SocketAddr {
