@@ -452,11 +452,15 @@ mod tests {
         assert!(!f(|f| f.status = Some(429)).matches(&e));
         let t = e.at_ms.unwrap();
         assert!(f(|f| f.since_ms = Some(0)).matches(&e));
-        let mut late = Filter::default();
-        late.since_ms = Some(t + 1);
+        let late = Filter {
+            since_ms: Some(t + 1),
+            ..Filter::default()
+        };
         assert!(!late.matches(&e));
-        let mut early = Filter::default();
-        early.until_ms = Some(t - 1);
+        let early = Filter {
+            until_ms: Some(t - 1),
+            ..Filter::default()
+        };
         assert!(!early.matches(&e));
         let denied = event(r#"{"decision":"deny","reason":"rate_limited","status":429}"#);
         assert!(f(|f| f.reason = Some("rate_limited".into())).matches(&denied));
