@@ -48,9 +48,9 @@ pub fn slot_keys(cluster: &str) -> impl Iterator<Item = String> + '_ {
 
 /// A token's id within its slot: 64 bits of the sha past the slot digits.
 pub fn entry_id(key: &Key) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&key[8..16]);
-    u64::from_le_bytes(b)
+    key.get(8..)
+        .and_then(<[u8]>::first_chunk::<8>)
+        .map_or(0, |b| u64::from_le_bytes(*b))
 }
 
 /// One token's bucket in a slot.
@@ -83,15 +83,13 @@ pub fn decode(bytes: &[u8]) -> Vec<Entry> {
         return Vec::new();
     }
     rest.chunks_exact(ENTRY_BYTES)
-        .map(|c| {
-            let mut id = [0u8; 8];
-            let mut tat = [0u8; 8];
-            id.copy_from_slice(&c[..8]);
-            tat.copy_from_slice(&c[8..]);
-            Entry {
-                id: u64::from_le_bytes(id),
-                tat_ns: u64::from_le_bytes(tat),
-            }
+        .filter_map(|c| {
+            let (id, tat) = c.split_first_chunk::<8>()?;
+            let tat = tat.first_chunk::<8>()?;
+            Some(Entry {
+                id: u64::from_le_bytes(*id),
+                tat_ns: u64::from_le_bytes(*tat),
+            })
         })
         .collect()
 }
