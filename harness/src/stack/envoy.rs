@@ -64,6 +64,23 @@ pub fn endpoints(ports: &[u16]) -> String {
         .join(", ")
 }
 
+/// `yaml` with every line but the first indented by `spaces`, to splice a
+/// block of list items under a placeholder that sits at that indentation.
+pub fn indent(yaml: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    let mut out = String::new();
+    for (i, line) in yaml.trim_end().lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+            if !line.is_empty() {
+                out.push_str(&pad);
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 /// A running Envoy.
 pub struct Envoy {
     child: tokio::process::Child,
@@ -225,6 +242,8 @@ mod tests {
             "FILTER_WASM",
             "FILTER_CONFIG",
             "ACCESS_LOG",
+            "EXTRA_HTTP_FILTERS",
+            "EXTRA_CLUSTERS",
         ] {
             vars.insert(k, "1".to_string());
         }

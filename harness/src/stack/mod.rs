@@ -114,13 +114,18 @@ pub struct StackOptions {
 }
 
 /// Optional parts of a stack, beyond [`StackOptions`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct StackExtras {
     /// Put a [`FaultProxy`] between Envoy and the token API: Envoy's
     /// `token_api` and `token_api_feed` clusters point at the proxy, while
     /// [`Stack::mint`] and [`Stack::token_api_url`] still reach the token API
     /// directly.
     pub token_api_faults: bool,
+    /// More HTTP filters after the gateway's own (YAML list items, e.g. the
+    /// files of `envoy/ratelimit/`), before the router.
+    pub envoy_http_filters: String,
+    /// More clusters (YAML list items).
+    pub envoy_clusters: String,
 }
 
 /// Everything running.
@@ -200,8 +205,13 @@ impl Stack {
             ("FILTER_CONFIG", opts.filter_config.to_string()),
             (
                 "ACCESS_LOG",
-                access_log(&opts.data_dir).display().to_string(),
+                opts.data_dir.join("envoy/access.log").display().to_string(),
             ),
+            (
+                "EXTRA_HTTP_FILTERS",
+                envoy::indent(&extras.envoy_http_filters, 10),
+            ),
+            ("EXTRA_CLUSTERS", envoy::indent(&extras.envoy_clusters, 2)),
         ]);
         let config = envoy::render(&template, &vars)?;
         let envoy = Envoy::start(
@@ -228,9 +238,9 @@ impl Stack {
     }
 
     /// Envoy's JSON access log (one line per request, with the filter's
-    /// record): `<data>/envoy/access.log`.
+    /// record), next to its own log: `<data>/envoy/access.log`.
     pub fn access_log(&self) -> PathBuf {
-        access_log(&self.data_dir)
+        self.envoy.log.with_file_name("access.log")
     }
 
     /// `http://127.0.0.1:<token api>`.
@@ -320,10 +330,6 @@ impl Stack {
             f.stop().await;
         }
     }
-}
-
-fn access_log(data_dir: &Path) -> PathBuf {
-    data_dir.join("envoy").join("access.log")
 }
 
 fn loopback(port: u16) -> SocketAddr {

@@ -32,12 +32,13 @@ pub async fn start(tweak: impl FnOnce(&mut Value), faults: bool) -> (Stack, temp
     };
     let extras = StackExtras {
         token_api_faults: faults,
+        ..StackExtras::default()
     };
     // Free ports are picked, released, then bound: on a machine shared with
     // other test runs one can be taken in between, so try again.
     let mut attempt = 1;
     let stack = loop {
-        match Stack::start_with(opts.clone(), extras).await {
+        match Stack::start_with(opts.clone(), extras.clone()).await {
             Ok(s) => break s,
             Err(e) if attempt < 3 => {
                 eprintln!("stack did not start (attempt {attempt}), retrying: {e:#}");
