@@ -84,6 +84,8 @@ pub struct TokenPrincipal {
     pub scopes: Vec<Scope>,
     /// Unix seconds; `None` never expires. Tokens it mints expire no later.
     pub expires_at: Option<i64>,
+    /// Its own rate limit: the ceiling of the limits it gives (mint, change).
+    pub rate_limit: Option<mcpgw_token::ratelimit::RateLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +129,7 @@ pub fn token_principal(record: Option<TokenRecord>, now: i64) -> Result<Principa
                 project: r.project,
                 scopes,
                 expires_at: r.expires_at,
+                rate_limit: r.rate_limit,
             }))
         }
     }
@@ -221,6 +224,7 @@ mod tests {
             expires_at: Some(NOW + 10),
             revoked_at: None,
             last_used_at: None,
+            rate_limit: None,
         }
     }
 

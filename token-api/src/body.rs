@@ -1,6 +1,7 @@
 //! Request bodies: the 64 KiB cap (declared length and actual bytes), the JSON
 //! media type, and the create / revoke payloads with precise field errors.
 
+use mcpgw_token::ratelimit::{RateLimit, MAX_REQUESTS, MAX_WINDOW_S};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -119,6 +120,64 @@ pub enum Rbac {
     Empty,
 }
 
+/// What a request says about a token's rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitAsked {
+    /// The field is absent: the default applies.
+    Default,
+    /// `null`: no limit.
+    None,
+    Limit(RateLimit),
+}
+
+/// `"rate_limit"`: `null`, or `{"requests", "window_s", "burst"?}` with
+/// integers in range (`burst` defaults to `requests`). Every problem names
+/// the field and its range.
+fn rate_limit(map: &Map<String, Value>) -> Result<LimitAsked, ApiError> {
+    let bad = |m: String| ApiError::invalid("rate_limit", m);
+    let obj = match map.get("rate_limit") {
+        None => return Ok(LimitAsked::Default),
+        Some(Value::Null) => return Ok(LimitAsked::None),
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            return Err(bad(
+                "rate_limit must be an object {\"requests\": n, \"window_s\": seconds, \
+                 \"burst\": n} (burst optional), or null for no limit"
+                    .into(),
+            ))
+        }
+    };
+    const FIELDS: &[&str] = &["requests", "window_s", "burst"];
+    if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "rate_limit has an unknown field {k:?}; it takes requests, window_s and burst"
+        )));
+    }
+    let int = |field: &str, max: u32| -> Result<Option<u32>, ApiError> {
+        match obj.get(field) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| (1..=max).contains(n))
+                .map(Some)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "rate_limit.{field} must be a whole number from 1 to {max}, got {v}"
+                    ))
+                }),
+        }
+    };
+    let requests = int("requests", MAX_REQUESTS)?
+        .ok_or_else(|| bad("rate_limit.requests is required".into()))?;
+    let window_s = int("window_s", MAX_WINDOW_S)?
+        .ok_or_else(|| bad("rate_limit.window_s is required (seconds: 60 for a minute)".into()))?;
+    let burst = int("burst", MAX_REQUESTS)?;
+    RateLimit::new(requests, window_s, burst)
+        .map(LimitAsked::Limit)
+        .map_err(|e| bad(format!("rate_limit.{e}")))
+}
+
 /// `POST /api/v1/mcptokens` body, shape-checked (values are checked by the service).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateBody {
@@ -129,6 +188,7 @@ pub struct CreateBody {
     pub expires_at: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub rbac: Option<Rbac>,
+    pub rate_limit: LimitAsked,
 }
 
 const CREATE_FIELDS: &[&str] = &[
@@ -139,7 +199,32 @@ const CREATE_FIELDS: &[&str] = &[
     "expires_at",
     "scopes",
     "rbac",
+    "rate_limit",
 ];
+
+/// `PATCH /api/v1/mcptokens/{id}` body: what to change. Only the rate limit
+/// changes after minting; it must be given (`null` removes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateBody {
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl UpdateBody {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+        let map = object(bytes, &["rate_limit"])?;
+        match rate_limit(&map)? {
+            LimitAsked::Default => Err(ApiError::invalid(
+                "rate_limit",
+                "rate_limit is required: an object {\"requests\", \"window_s\", \"burst\"} \
+                 or null to remove the limit",
+            )),
+            LimitAsked::None => Ok(UpdateBody { rate_limit: None }),
+            LimitAsked::Limit(l) => Ok(UpdateBody {
+                rate_limit: Some(l),
+            }),
+        }
+    }
+}
 
 impl CreateBody {
     pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
@@ -187,6 +272,7 @@ impl CreateBody {
             expires_at: opt_string(&map, "expires_at")?,
             scopes,
             rbac,
+            rate_limit: rate_limit(&map)?,
         })
     }
 }
@@ -308,6 +394,7 @@ mod tests {
                 expires_at: None,
                 scopes: Some(vec!["mcp:*".into()]),
                 rbac: None,
+                rate_limit: LimitAsked::Default,
             }
         );
         let b = CreateBody::parse(br#"{"name":"x","tenant":"t","rbac":"clone"}"#).unwrap();
@@ -381,6 +468,90 @@ mod tests {
             assert_eq!((e.status, e.code.as_str()), (400, code), "{body}");
             assert!(e.message.contains(says), "{body}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn rate_limits_parse_strictly() {
+        let parse = |v: &str| {
+            CreateBody::parse(format!(r#"{{"name":"x","tenant":"t","rate_limit":{v}}}"#).as_bytes())
+        };
+        let rl = |r, w, b| {
+            LimitAsked::Limit(RateLimit {
+                requests: r,
+                window_s: w,
+                burst: b,
+            })
+        };
+        assert_eq!(parse("null").unwrap().rate_limit, LimitAsked::None);
+        assert_eq!(
+            parse(r#"{"requests":60,"window_s":60}"#)
+                .unwrap()
+                .rate_limit,
+            rl(60, 60, 60),
+            "burst defaults to requests"
+        );
+        assert_eq!(
+            parse(r#"{"requests":600,"window_s":60,"burst":50}"#)
+                .unwrap()
+                .rate_limit,
+            rl(600, 60, 50)
+        );
+        for (v, says) in [
+            (
+                r#"{"requests":0,"window_s":60}"#,
+                "requests must be a whole number from 1",
+            ),
+            (r#"{"requests":-5,"window_s":60}"#, "requests must be"),
+            (r#"{"requests":1.5,"window_s":60}"#, "requests must be"),
+            (r#"{"requests":"60","window_s":60}"#, "requests must be"),
+            (r#"{"requests":1000001,"window_s":60}"#, "1 to 1000000"),
+            (
+                r#"{"requests":99999999999999999999,"window_s":60}"#,
+                "requests must be",
+            ),
+            (r#"{"requests":60,"window_s":0}"#, "window_s must be"),
+            (r#"{"requests":60,"window_s":86401}"#, "1 to 86400"),
+            (r#"{"requests":60}"#, "window_s is required"),
+            (r#"{"window_s":60}"#, "requests is required"),
+            (
+                r#"{"requests":60,"window_s":60,"burst":0}"#,
+                "burst must be",
+            ),
+            (
+                r#"{"requests":60,"window_s":60,"burst":61}"#,
+                "burst must be between 1 and requests",
+            ),
+            (
+                r#"{"requests":60,"window_s":60,"per":"m"}"#,
+                "unknown field \"per\"",
+            ),
+            (r#""60/m""#, "must be an object"),
+            ("60", "must be an object"),
+            ("[60,60]", "must be an object"),
+            ("true", "must be an object"),
+        ] {
+            let e = parse(v).unwrap_err();
+            assert_eq!(
+                (e.status, e.code.as_str()),
+                (400, "invalid_rate_limit"),
+                "{v}"
+            );
+            assert!(e.message.contains(says), "{v}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn update_body_needs_the_rate_limit() {
+        assert_eq!(
+            UpdateBody::parse(br#"{"rate_limit":null}"#),
+            Ok(UpdateBody { rate_limit: None })
+        );
+        let b = UpdateBody::parse(br#"{"rate_limit":{"requests":5,"window_s":1}}"#).unwrap();
+        assert_eq!(b.rate_limit.map(|l| l.burst), Some(5));
+        let e = UpdateBody::parse(b"{}").unwrap_err();
+        assert_eq!(e.code, "invalid_rate_limit");
+        let e = UpdateBody::parse(br#"{"name":"new"}"#).unwrap_err();
+        assert_eq!(e.code, "unknown_field");
     }
 
     #[test]

@@ -1,16 +1,23 @@
 //! Operator settings, read from Spin variables on every request (an instance
 //! keeps nothing between requests).
 
+use std::collections::BTreeMap;
+
+use mcpgw_token::ratelimit::RateLimit;
+
 use crate::ttl::{Span, TtlPolicy};
+use crate::validate;
 
 /// Spin variables the component reads (component-level names).
-pub const VARIABLES: [&str; 6] = [
+pub const VARIABLES: [&str; 8] = [
     "admin_key_sha256",
     "max_ttl",
     "default_ttl",
     "default_cache_ttl_s",
     "gateway_url",
     "feed_retention",
+    "default_rate_limit",
+    "tenant_rate_limits",
 ];
 
 /// Defaults for the optional variables; `spin.toml` carries the same values.
@@ -37,6 +44,69 @@ pub struct Config {
     pub gateway_url: Option<String>,
     /// Seconds a revocations feed entry is kept; `None` keeps them all.
     pub feed_retention_s: Option<i64>,
+    /// The rate limit a new token gets when its create names none.
+    pub rate_limits: RateLimitDefaults,
+}
+
+/// Rate limits given to new tokens that ask for none (variables
+/// `default_rate_limit` and `tenant_rate_limits`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateLimitDefaults {
+    /// Every tenant without an entry of its own.
+    pub default: Option<RateLimit>,
+    /// Per tenant; `None`: that tenant's tokens get no limit by default.
+    pub tenants: BTreeMap<String, Option<RateLimit>>,
+}
+
+impl RateLimitDefaults {
+    /// The limit a new token of `tenant` gets by default.
+    pub fn for_tenant(&self, tenant: &str) -> Option<RateLimit> {
+        match self.tenants.get(tenant) {
+            Some(own) => *own,
+            None => self.default,
+        }
+    }
+
+    /// `default_rate_limit` (`60/m`, `600/m burst 50`; empty: none) and
+    /// `tenant_rate_limits` (`acme=600/m burst 50, globex=none`).
+    fn parse(default: Option<&str>, tenants: Option<&str>) -> Result<Self, String> {
+        let default = default
+            .map(|v| {
+                RateLimit::parse(v)
+                    .map_err(|e| format!("variable default_rate_limit: {e}; or leave it empty"))
+            })
+            .transpose()?;
+        let mut out = RateLimitDefaults {
+            default,
+            tenants: BTreeMap::new(),
+        };
+        for item in tenants.unwrap_or("").split(',').map(str::trim) {
+            if item.is_empty() {
+                continue;
+            }
+            let bad = |why: String| {
+                format!(
+                    "variable tenant_rate_limits: {why}; write tenant=limit pairs separated by \
+                     commas, e.g. acme=600/m burst 50, globex=none"
+                )
+            };
+            let (tenant, limit) = item
+                .split_once('=')
+                .ok_or_else(|| bad(format!("{item:?} has no '='")))?;
+            let tenant = tenant.trim();
+            if validate::label("tenant", tenant).is_err() {
+                return Err(bad(format!("{tenant:?} is not a tenant name")));
+            }
+            let limit = match limit.trim() {
+                "none" => None,
+                text => Some(RateLimit::parse(text).map_err(bad)?),
+            };
+            if out.tenants.insert(tenant.to_owned(), limit).is_some() {
+                return Err(bad(format!("tenant {tenant:?} is listed twice")));
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl Config {
@@ -113,12 +183,17 @@ impl Config {
             }
             Span::Secs(s) => Some(s),
         };
+        let rate_limits = RateLimitDefaults::parse(
+            get("default_rate_limit").as_deref(),
+            get("tenant_rate_limits").as_deref(),
+        )?;
         Ok(Config {
             admin_key_sha256: admin,
             ttl,
             default_cache_ttl_s: cache,
             gateway_url,
             feed_retention_s,
+            rate_limits,
         })
     }
 }
@@ -146,6 +221,44 @@ mod tests {
         assert_eq!(c.default_cache_ttl_s, 30);
         assert_eq!(c.gateway_url, None);
         assert_eq!(c.feed_retention_s, Some(2 * 86_400));
+        assert_eq!(c.rate_limits, RateLimitDefaults::default());
+        assert_eq!(c.rate_limits.for_tenant("acme"), None);
+    }
+
+    #[test]
+    fn rate_limit_defaults_per_tenant() {
+        let c = config(&[
+            ("admin_key_sha256", SHA),
+            ("default_rate_limit", " 60/m "),
+            ("tenant_rate_limits", "acme=600/m burst 50, globex=none,,"),
+        ])
+        .unwrap();
+        let rl = |r, w, b| {
+            Some(RateLimit {
+                requests: r,
+                window_s: w,
+                burst: b,
+            })
+        };
+        assert_eq!(c.rate_limits.for_tenant("acme"), rl(600, 60, 50));
+        assert_eq!(c.rate_limits.for_tenant("globex"), None);
+        assert_eq!(c.rate_limits.for_tenant("initech"), rl(60, 60, 60));
+        for (vars, says) in [
+            (vec![("default_rate_limit", "0/m")], "default_rate_limit"),
+            (vec![("default_rate_limit", "lots")], "default_rate_limit"),
+            (vec![("tenant_rate_limits", "acme")], "no '='"),
+            (vec![("tenant_rate_limits", "Acme=1/s")], "not a tenant"),
+            (vec![("tenant_rate_limits", "acme=1/s,acme=2/s")], "twice"),
+            (
+                vec![("tenant_rate_limits", "acme=1/fortnight")],
+                "tenant_rate_limits",
+            ),
+        ] {
+            let mut vars = vars;
+            vars.push(("admin_key_sha256", SHA));
+            let e = config(&vars).unwrap_err();
+            assert!(e.contains(says), "{vars:?}: {e}");
+        }
     }
 
     #[test]

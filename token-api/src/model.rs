@@ -1,6 +1,7 @@
 //! Stored records and their JSON views. Views never carry the hash or the
 //! secret; the hint is the non-secret prefix of docs/DESIGN.md §3, stored at creation.
 
+use mcpgw_token::ratelimit::RateLimit;
 use serde_json::{json, Value};
 
 use crate::rfc3339;
@@ -22,6 +23,8 @@ pub struct TokenRecord {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
+    /// `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Whether a token authenticates right now, and if not, why.
@@ -69,6 +72,7 @@ impl TokenRecord {
             "expires_at": self.expires_at.map(rfc3339::format),
             "revoked_at": self.revoked_at.map(rfc3339::format),
             "last_used_at": self.last_used_at.map(rfc3339::format),
+            "rate_limit": self.rate_limit,
         })
     }
 }
@@ -84,16 +88,22 @@ pub enum Event {
     DeniedRevoke,
     /// A token tried to delete a token beyond its own scopes.
     DeniedDelete,
+    /// A token's rate limit was set, changed or removed.
+    RateLimitChanged,
+    /// A token tried to change a token's rate limit beyond its reach.
+    DeniedUpdate,
 }
 
 impl Event {
-    pub const ALL: [Event; 6] = [
+    pub const ALL: [Event; 8] = [
         Event::Created,
         Event::Revoked,
         Event::Deleted,
         Event::DeniedCreate,
         Event::DeniedRevoke,
         Event::DeniedDelete,
+        Event::RateLimitChanged,
+        Event::DeniedUpdate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,6 +114,8 @@ impl Event {
             Event::DeniedCreate => "denied_create",
             Event::DeniedRevoke => "denied_revoke",
             Event::DeniedDelete => "denied_delete",
+            Event::RateLimitChanged => "rate_limit_changed",
+            Event::DeniedUpdate => "denied_update",
         }
     }
 
@@ -170,6 +182,7 @@ mod tests {
             expires_at: Some(1_795_459_243 + 60),
             revoked_at: None,
             last_used_at: None,
+            rate_limit: None,
         }
     }
 
@@ -204,8 +217,19 @@ mod tests {
                 "expires_at": "2026-11-23T18:41:43Z",
                 "revoked_at": null,
                 "last_used_at": null,
+                "rate_limit": null,
             })
         );
         assert!(!v.to_string().contains(&"ab".repeat(32)));
+        let mut limited = record();
+        limited.rate_limit = Some(RateLimit {
+            requests: 60,
+            window_s: 60,
+            burst: 10,
+        });
+        assert_eq!(
+            limited.view(0)["rate_limit"],
+            json!({"requests": 60, "window_s": 60, "burst": 10})
+        );
     }
 }

@@ -12,6 +12,8 @@ pub enum Route {
     Revocations,
     DescribeToken(String),
     DeleteToken(String),
+    /// Change what may change after minting (the rate limit).
+    UpdateToken(String),
     RevokeToken(String),
     Audit,
     /// Who the credential is and what it may do (the console's sign-in).
@@ -61,7 +63,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         (_, Some([id])) if !id.is_empty() => match method {
             "GET" => Ok(Route::DescribeToken((*id).to_owned())),
             "DELETE" => Ok(Route::DeleteToken((*id).to_owned())),
-            _ => Err(allow("GET, DELETE")),
+            "PATCH" => Ok(Route::UpdateToken((*id).to_owned())),
+            _ => Err(allow("GET, PATCH, DELETE")),
         },
         (_, Some([id, "revoke"])) if !id.is_empty() => match method {
             "POST" => Ok(Route::RevokeToken((*id).to_owned())),
@@ -104,6 +107,11 @@ mod tests {
                 &format!("/api/v1/mcptokens/{ID}/revoke"),
                 Route::RevokeToken(id()),
             ),
+            (
+                "PATCH",
+                &format!("/api/v1/mcptokens/{ID}"),
+                Route::UpdateToken(id()),
+            ),
             ("GET", "/api/v1/audit", Route::Audit),
             ("GET", "/api/v1/whoami", Route::WhoAmI),
             ("GET", "/console", Route::Console(String::new())),
@@ -122,7 +130,7 @@ mod tests {
             ("DELETE", "/api/v1/mcptokens", "GET, POST"),
             ("POST", "/api/v1/mcptokens/introspect", "GET"),
             ("DELETE", "/api/v1/mcptokens/revocations", "GET"),
-            ("PUT", "/api/v1/mcptokens/tok_x", "GET, DELETE"),
+            ("PUT", "/api/v1/mcptokens/tok_x", "GET, PATCH, DELETE"),
             ("GET", "/api/v1/mcptokens/tok_x/revoke", "POST"),
             ("POST", "/api/v1/audit", "GET"),
             ("POST", "/api/v1/whoami", "GET"),

@@ -3,6 +3,7 @@
 //! Spin entry point only converts types.
 
 use mcpgw_token::format;
+use mcpgw_token::ratelimit::RateLimit;
 use mcpgw_token::scopes::{self, Scope};
 use mcpgw_token::wire::{
     self, ActiveToken, FeedCursor, FeedPage, InactiveReason, Introspection, Since,
@@ -10,7 +11,7 @@ use mcpgw_token::wire::{
 use serde_json::{json, Value};
 
 use crate::auth::{self, Credential, Principal};
-use crate::body::{self, BodySource, CreateBody, Rbac};
+use crate::body::{self, BodySource, CreateBody, LimitAsked, Rbac, UpdateBody};
 use crate::config::Config;
 use crate::cursor::{AuditCursor, ListCursor};
 use crate::error::ApiError;
@@ -152,6 +153,31 @@ async fn health<D: Db>(db: &D) -> Response {
     }
 }
 
+/// A token with a rate limit may not mint or set one that may do more than
+/// itself: the denial when `asked` (None = no limit) exceeds `ceiling`.
+fn exceeds_limit(
+    ceiling: Option<RateLimit>,
+    asked: Option<RateLimit>,
+    doing: &str,
+) -> Option<(ApiError, Value)> {
+    let ceiling = ceiling?;
+    if asked.is_some_and(|a| ceiling.covers(&a)) {
+        return None;
+    }
+    let asked_text = asked.map_or_else(|| "no limit".to_owned(), |a| a.to_string());
+    let e = ApiError::forbidden(
+        "rate_limit_exceeds_ceiling",
+        format!(
+            "{doing} would allow {asked_text}, more than this token's own rate limit of \
+             {ceiling}; ask for a limit within it (no faster, no larger burst), or use the \
+             admin key"
+        ),
+    );
+    let detail = json!({"reason": "rate_limit_exceeds_ceiling", "rate_limit": asked,
+                        "ceiling": ceiling});
+    Some((e, detail))
+}
+
 /// A token may not mint a token that outlives it: the denial when
 /// `expires_at` (None = never) is after the creator's expiry.
 fn outlives(creator: Option<i64>, expires_at: Option<i64>) -> Option<(ApiError, Value)> {
@@ -182,6 +208,7 @@ pub fn feed_page(since: &Since, read: FeedRead) -> FeedPage {
         pruned_through,
         head,
         mut entries,
+        changed,
     } = read;
     let cursor = |seq: i64| {
         FeedCursor {
@@ -214,10 +241,13 @@ pub fn feed_page(since: &Since, read: FeedRead) -> FeedPage {
     let last = entries
         .last()
         .map_or(after.max(pruned_through), |(seq, _)| *seq);
+    let (changed, revoked): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .partition(|(seq, _)| changed.contains(seq));
     FeedPage {
         cursor: cursor(last),
-        revoked: entries.into_iter().map(|(_, sha)| sha).collect(),
-        changed: Vec::new(),
+        revoked: revoked.into_iter().map(|(_, sha)| sha).collect(),
+        changed: changed.into_iter().map(|(_, sha)| sha).collect(),
         more,
         reset: false,
     }
@@ -297,6 +327,14 @@ impl<D: Db> Service<'_, D> {
                         who.require(&Scope::TokensWrite, "deleting a token")?;
                         self.delete(&who, &id).await
                     }
+                    Route::UpdateToken(id) => {
+                        query(&[])?;
+                        who.require(&Scope::TokensWrite, "changing a token")?;
+                        body::require_json(head.content_type.as_deref())?;
+                        let bytes =
+                            body::read_capped(head.content_length.as_deref(), &mut body).await?;
+                        self.update(&who, &id, UpdateBody::parse(&bytes)?).await
+                    }
                     Route::Audit => {
                         who.require(&Scope::TokensRead, "reading the audit log")?;
                         let q = query(&["tenant", "project", "token_id", "limit", "cursor"])?;
@@ -372,7 +410,7 @@ impl<D: Db> Service<'_, D> {
                     exp: t.expires_at.map(secs),
                     iat: secs(t.created_at),
                     cache_ttl_s: secs(cache_ttl_s),
-                    rate_limit: None,
+                    rate_limit: t.rate_limit,
                 }))
             }
         }
@@ -418,6 +456,24 @@ impl<D: Db> Service<'_, D> {
             }
         }
         let scopes = self.requested_scopes(who, &req)?;
+        let creator_limit = match who {
+            Principal::Token(creator) => creator.rate_limit,
+            Principal::Admin => None,
+        };
+        let rate_limit = match req.rate_limit {
+            LimitAsked::Limit(l) => Some(l),
+            LimitAsked::None => None,
+            // The operator's default for the tenant, within the creator's own
+            // limit: a limited token's children get at most its limit.
+            LimitAsked::Default => match (
+                self.config.rate_limits.for_tenant(&req.tenant),
+                creator_limit,
+            ) {
+                (Some(d), Some(c)) if c.covers(&d) => Some(d),
+                (_, Some(c)) => Some(c),
+                (d, None) => d,
+            },
+        };
 
         if let Principal::Token(creator) = who {
             let denied = if let Err(e) = who.check_tenant(Some(&req.tenant), Some(&project)) {
@@ -439,6 +495,7 @@ impl<D: Db> Service<'_, D> {
                         (e, json!({"reason": "scope_exceeds_ceiling", "scope": s}))
                     })
                     .or_else(|| outlives(creator.expires_at, expires_at))
+                    .or_else(|| exceeds_limit(creator.rate_limit, rate_limit, "the new token"))
             };
             if let Some((e, detail)) = denied {
                 self.store
@@ -474,6 +531,7 @@ impl<D: Db> Service<'_, D> {
             expires_at,
             revoked_at: None,
             last_used_at: None,
+            rate_limit,
         };
         let audit = NewAuditEvent {
             at: self.now,
@@ -487,6 +545,7 @@ impl<D: Db> Service<'_, D> {
             detail: json!({
                 "scopes": record.scopes,
                 "expires_at": record.expires_at.map(rfc3339::format),
+                "rate_limit": record.rate_limit,
             }),
         };
         match self.store.create(&record, &audit).await? {
@@ -665,6 +724,58 @@ impl<D: Db> Service<'_, D> {
             .await?
         {
             Some(r) => self.with_lineage(&r.token).await,
+            None => Err(Self::not_found(id)),
+        }
+    }
+
+    /// Changes a live token's rate limit; gateways drop their cached answer
+    /// when their feed poll sees the change, and ask again. A token (not the
+    /// admin) may change only tokens its scopes cover, and never to more than
+    /// its own limit (a token may lower its own).
+    async fn update(
+        &self,
+        who: &Principal,
+        id: &str,
+        req: UpdateBody,
+    ) -> Result<Response, ApiError> {
+        let target = self.visible(who, id).await?;
+        self.check_reach(who, &target, Event::DeniedUpdate, "change")
+            .await?;
+        if let Principal::Token(actor) = who {
+            if let Some((e, detail)) =
+                exceeds_limit(actor.rate_limit, req.rate_limit, "this change")
+            {
+                self.store
+                    .audit(&NewAuditEvent {
+                        at: self.now,
+                        event: Event::DeniedUpdate,
+                        tenant: target.tenant.clone(),
+                        project: target.project.clone(),
+                        token_id: Some(target.id.clone()),
+                        token_name: Some(target.name.clone()),
+                        token_sha: Some(target.token_sha.clone()),
+                        actor: who.actor(),
+                        detail,
+                    })
+                    .await?;
+                return Err(e);
+            }
+        }
+        match self
+            .store
+            .set_rate_limit(id, who.owner(), req.rate_limit, self.now, &who.actor())
+            .await?
+        {
+            Some(set) if set.token.revoked_at.is_some() => Err(ApiError::new(
+                409,
+                "token_revoked",
+                format!("token {id} is revoked; a revoked token cannot be changed"),
+            )),
+            Some(set) => {
+                let mut view = set.token.view(self.now);
+                view["cascade_limited"] = set.cascaded.len().into();
+                Ok(Response::json(200, &view))
+            }
             None => Err(Self::not_found(id)),
         }
     }

@@ -17,6 +17,9 @@ pub mod sqlite;
 
 use core::fmt;
 use core::future::Future;
+use std::collections::BTreeSet;
+
+use mcpgw_token::ratelimit::RateLimit;
 
 use serde_json::Value as Json;
 
@@ -197,7 +200,7 @@ pub type Migration = &'static [&'static str];
 pub const SCHEMA_VERSION: i64 = sqlite::MIGRATIONS.len() as i64;
 
 const TOKEN_COLUMNS: &str = "id, token_sha, name, tenant, project, scopes, hint, created_by, \
-                             created_at, expires_at, revoked_at, last_used_at";
+                             created_at, expires_at, revoked_at, last_used_at, rate_limit";
 const AUDIT_COLUMNS: &str =
     "seq, at, event, tenant, project, token_id, token_name, token_sha, actor, detail";
 
@@ -262,6 +265,17 @@ pub struct Deleted {
     pub cascaded: Vec<TokenRecord>,
 }
 
+/// Outcome of a rate-limit change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSet {
+    /// The token as it is now (a revoked token is left as it was).
+    pub token: TokenRecord,
+    /// The limit it had.
+    pub previous: Option<RateLimit>,
+    /// Descendants whose own limit the new one lowered.
+    pub cascaded: Vec<TokenRecord>,
+}
+
 /// A token's place in revocation cascades.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Lineage {
@@ -281,6 +295,9 @@ pub struct FeedRead {
     pub head: i64,
     /// `(seq, token_sha)` after the position asked for, oldest first.
     pub entries: Vec<(i64, String)>,
+    /// The sequence numbers among `entries` that say "changed", not
+    /// "revoked".
+    pub changed: BTreeSet<i64>,
 }
 
 pub struct Store<'a, D: Db> {
@@ -477,8 +494,9 @@ impl<'a, D: Db> Store<'a, D> {
     pub async fn create(&self, t: &TokenRecord, audit: &NewAuditEvent) -> Result<Created> {
         let scopes = serde_json::to_string(&t.scopes)
             .map_err(|e| StoreError::Corrupt(format!("scopes: {e}")))?;
+        let rate_limit = limit_text(t.rate_limit)?;
         let sql = format!(
-            "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT DO NOTHING RETURNING id"
         );
         let params = || {
@@ -495,6 +513,7 @@ impl<'a, D: Db> Store<'a, D> {
                 t.expires_at.into(),
                 t.revoked_at.into(),
                 t.last_used_at.into(),
+                rate_limit.clone().into(),
             ]
         };
         self.with_schema(t.created_at, || {
@@ -623,6 +642,103 @@ impl<'a, D: Db> Store<'a, D> {
         .await
     }
 
+    /// Sets a live token's rate limit (`None`: no limit), appends a
+    /// "changed" feed entry so gateways drop their cached answer, and writes
+    /// a `rate_limit_changed` event, atomically. A lower limit is also the
+    /// ceiling of every live token below it (a token never mints one that may
+    /// do more than itself): those whose limit it does not cover get it, each
+    /// with its own feed entry and event naming the cascade. `None` when
+    /// there is no such token for `owner`; a revoked token is not changed.
+    pub async fn set_rate_limit(
+        &self,
+        id: &str,
+        owner: Option<Owner<'_>>,
+        limit: Option<RateLimit>,
+        now: i64,
+        actor: &str,
+    ) -> Result<Option<LimitSet>> {
+        let text = limit_text(limit)?;
+        self.with_schema(now, || {
+            let text = text.clone();
+            async move {
+                self.tx(true, async {
+                    let Some(mut t) = self.token_by_id_once(id).await? else {
+                        return Ok(None);
+                    };
+                    if owner.is_some_and(|o| !o.owns(&t)) {
+                        return Ok(None);
+                    }
+                    let previous = t.rate_limit;
+                    if t.revoked_at.is_some() {
+                        return Ok(Some(LimitSet {
+                            token: t,
+                            previous,
+                            cascaded: Vec::new(),
+                        }));
+                    }
+                    if previous != limit {
+                        self.exec(
+                            "UPDATE tokens SET rate_limit = ? WHERE id = ?",
+                            vec![text.clone().into(), id.into()],
+                        )
+                        .await?;
+                        self.feed_kind(&t.token_sha, now, "changed").await?;
+                        t.rate_limit = limit;
+                        let detail = serde_json::json!({"from": previous, "to": limit});
+                        self.insert_audit(&audit_for(
+                            &t,
+                            Event::RateLimitChanged,
+                            now,
+                            actor,
+                            detail,
+                        ))
+                        .await?;
+                    }
+                    let mut cascaded = Vec::new();
+                    if let Some(ceiling) = limit {
+                        for mut d in self.live_descendants(id).await? {
+                            if d.rate_limit.is_some_and(|l| ceiling.covers(&l)) {
+                                continue;
+                            }
+                            let from = d.rate_limit;
+                            self.exec(
+                                "UPDATE tokens SET rate_limit = ? WHERE id = ?",
+                                vec![text.clone().into(), d.id.as_str().into()],
+                            )
+                            .await?;
+                            self.feed_kind(&d.token_sha, now, "changed").await?;
+                            d.rate_limit = limit;
+                            let detail = serde_json::json!({
+                                "from": from, "to": limit,
+                                "cascade": {"via": id, "parent": d.created_by.strip_prefix("token:")
+                                    .unwrap_or(&d.created_by)},
+                            });
+                            self.insert_audit(&audit_for(
+                                &d,
+                                Event::RateLimitChanged,
+                                now,
+                                actor,
+                                detail,
+                            ))
+                            .await?;
+                            cascaded.push(d);
+                        }
+                    }
+                    if previous != limit || !cascaded.is_empty() {
+                        self.prune(now).await?;
+                    }
+                    Ok(Some(LimitSet {
+                        token: t,
+                        previous,
+                        cascaded,
+                    }))
+                })
+                .await
+            }
+        })
+        .await
+    }
+
     /// Every token descending from `id` (created by it, by those, ...) that
     /// is not revoked, oldest first. Revoked ones are walked through too: a
     /// token revoked before revocation cascaded may have live children.
@@ -699,9 +815,13 @@ impl<'a, D: Db> Store<'a, D> {
     }
 
     async fn feed(&self, sha: &str, now: i64) -> Result<()> {
+        self.feed_kind(sha, now, "revoked").await
+    }
+
+    async fn feed_kind(&self, sha: &str, now: i64, kind: &str) -> Result<()> {
         self.exec(
-            "INSERT INTO revocations (token_sha, at) VALUES (?, ?)",
-            vec![sha.into(), now.into()],
+            "INSERT INTO revocations (token_sha, at, kind) VALUES (?, ?, ?)",
+            vec![sha.into(), now.into(), kind.into()],
         )
         .await
         .map(drop)
@@ -802,8 +922,10 @@ impl<'a, D: Db> Store<'a, D> {
                             (SELECT COALESCE(MAX(seq), 0) FROM revocations) \
                      FROM feed_state WHERE id = 1 \
                      UNION ALL \
-                     SELECT 1, token_sha, seq, 0 FROM \
-                         (SELECT seq, token_sha FROM revocations WHERE seq > ? \
+                     SELECT 1, token_sha, seq, changed FROM \
+                         (SELECT seq, token_sha, \
+                                 CASE WHEN kind = 'changed' THEN 1 ELSE 0 END AS changed \
+                          FROM revocations WHERE seq > ? \
                           ORDER BY seq LIMIT ?) AS page",
                     vec![after.into(), i64::from(limit).into()],
                 )
@@ -811,10 +933,17 @@ impl<'a, D: Db> Store<'a, D> {
             .await?;
         let mut state = None;
         let mut entries = Vec::with_capacity(rows.len());
+        let mut changed = BTreeSet::new();
         for r in &rows {
             match int(r, 0)? {
                 0 => state = Some((text(r, 1)?, int(r, 2)?, int(r, 3)?)),
-                _ => entries.push((int(r, 2)?, text(r, 1)?)),
+                _ => {
+                    let seq = int(r, 2)?;
+                    if int(r, 3)? == 1 {
+                        changed.insert(seq);
+                    }
+                    entries.push((seq, text(r, 1)?));
+                }
             }
         }
         let (epoch, pruned_through, max_seq) =
@@ -825,6 +954,7 @@ impl<'a, D: Db> Store<'a, D> {
             pruned_through,
             head: max_seq.max(pruned_through),
             entries,
+            changed,
         })
     }
 
@@ -965,6 +1095,26 @@ fn first_int(rows: &[Row]) -> Result<i64> {
     int(row, 0)
 }
 
+/// A rate limit as stored: its JSON, or NULL for none.
+fn limit_text(limit: Option<RateLimit>) -> Result<Option<String>> {
+    limit
+        .map(|l| serde_json::to_string(&l))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("rate limit: {e}")))
+}
+
+fn limit_from(text: Option<String>) -> Result<Option<RateLimit>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let limit: RateLimit = serde_json::from_str(&text)
+        .map_err(|e| StoreError::Corrupt(format!("rate_limit {text:?}: {e}")))?;
+    limit
+        .check()
+        .map_err(|e| StoreError::Corrupt(format!("rate_limit {text:?}: {e}")))?;
+    Ok(Some(limit))
+}
+
 fn token_from_row(row: &Row) -> Result<TokenRecord> {
     let scopes = text(row, 5)?;
     Ok(TokenRecord {
@@ -981,6 +1131,7 @@ fn token_from_row(row: &Row) -> Result<TokenRecord> {
         expires_at: opt_int(row, 9)?,
         revoked_at: opt_int(row, 10)?,
         last_used_at: opt_int(row, 11)?,
+        rate_limit: limit_from(opt_text(row, 12)?)?,
     })
 }
 

@@ -247,8 +247,8 @@ pub struct FeedPage {
     pub revoked: Vec<String>,
     /// `token_sha` of live tokens whose introspection answer changed (a new
     /// rate limit), oldest first: drop the cached decision and ask again.
-    /// Absent from a token API that predates it.
-    #[serde(default)]
+    /// Absent from a token API that predates it, and when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed: Vec<String>,
     /// Another page follows at once: read again from `cursor`.
     pub more: bool,

@@ -364,6 +364,7 @@ fn admin_creates_a_token_shown_once() {
         "expires_at": "2027-02-21T18:40:43Z",
         "revoked_at": null,
         "last_used_at": null,
+        "rate_limit": null,
         "token": token,
     });
     assert_eq!(v, expected);
@@ -628,6 +629,7 @@ fn introspect_reports_each_state() {
             "exp": iat + 3600,
             "iat": iat,
             "cache_ttl_s": 30,
+            "rate_limit": null,
         })
     );
     // Close to expiry the cache lifetime shrinks so no cache outlives the token.
@@ -1731,4 +1733,310 @@ fn console_is_served_without_configuration_or_storage() {
         }
     }
     assert_eq!(db.statements.get(), 0);
+}
+
+impl<D: Db> Api<D> {
+    fn patch(&self, auth: &str, id: &str, body: &Value) -> Response {
+        self.send(
+            Req::new("PATCH", &format!("/api/v1/mcptokens/{id}"))
+                .auth(auth)
+                .json(body),
+        )
+    }
+}
+
+fn limit(requests: u32, window_s: u32, burst: u32) -> Value {
+    json!({"requests": requests, "window_s": window_s, "burst": burst})
+}
+
+#[test]
+fn a_rate_limit_is_set_at_mint_shown_and_introspected() {
+    let a = api();
+    let v = a.create(
+        ADMIN_KEY,
+        json!({"name": "agent", "tenant": "acme", "rate_limit": {"requests": 60, "window_s": 60}}),
+    );
+    assert_eq!(
+        v["rate_limit"],
+        limit(60, 60, 60),
+        "burst defaults to requests"
+    );
+    let t = token_of(&v);
+    assert_eq!(a.introspect(&t)["rate_limit"], limit(60, 60, 60));
+    let d = a.get(&format!("/api/v1/mcptokens/{}", id_of(&v)), ADMIN_KEY);
+    assert_eq!(d.json_body().unwrap()["rate_limit"], limit(60, 60, 60));
+    let listed = a.get("/api/v1/mcptokens?tenant=acme", ADMIN_KEY);
+    assert_eq!(
+        listed.json_body().unwrap()["tokens"][0]["rate_limit"],
+        limit(60, 60, 60)
+    );
+    let audit = a.get("/api/v1/audit", ADMIN_KEY).json_body().unwrap();
+    assert_eq!(
+        audit["events"][0]["detail"]["rate_limit"],
+        limit(60, 60, 60)
+    );
+    // Bad values are 400 naming the field.
+    for bad in [
+        json!({"requests": 0, "window_s": 60}),
+        json!({"requests": -1, "window_s": 60}),
+        json!({"requests": 5_000_000_000u64, "window_s": 60}),
+        json!({"requests": "60", "window_s": 60}),
+        json!({"requests": 60, "window_s": 60, "burst": 61}),
+        json!("60/m"),
+    ] {
+        let (status, c, _) = a.create_err(
+            ADMIN_KEY,
+            json!({"name": "x", "tenant": "acme", "rate_limit": bad}),
+        );
+        assert_eq!((status, c.as_str()), (400, "invalid_rate_limit"), "{bad}");
+    }
+}
+
+#[test]
+fn the_operator_default_applies_per_tenant() {
+    let mut a = api();
+    a.config.rate_limits = crate::config::RateLimitDefaults {
+        default: RateLimit::new(100, 60, None).ok(),
+        tenants: [("globex".to_owned(), None)].into_iter().collect(),
+    };
+    let acme = a.create(ADMIN_KEY, json!({"name": "a", "tenant": "acme"}));
+    assert_eq!(acme["rate_limit"], limit(100, 60, 100));
+    let globex = a.create(ADMIN_KEY, json!({"name": "g", "tenant": "globex"}));
+    assert_eq!(globex["rate_limit"], Value::Null, "globex is exempt");
+    // An explicit value wins, null included.
+    let own = a.create(
+        ADMIN_KEY,
+        json!({"name": "b", "tenant": "acme", "rate_limit": null}),
+    );
+    assert_eq!(own["rate_limit"], Value::Null);
+}
+
+#[test]
+fn a_limited_token_mints_only_within_its_own_limit() {
+    let a = api();
+    let parent = a.create(
+        ADMIN_KEY,
+        json!({"name": "p", "tenant": "acme", "scopes": ["tokens:write", "tokens:read", "mcp:*"],
+               "rate_limit": limit(60, 60, 10)}),
+    );
+    let p = token_of(&parent);
+    // Nothing asked: the child gets the parent's limit.
+    let child = a.create(&p, json!({"name": "c1", "tenant": "acme"}));
+    assert_eq!(child["rate_limit"], limit(60, 60, 10));
+    // Within it is fine, in any window.
+    let slow = a.create(
+        &p,
+        json!({"name": "c2", "tenant": "acme", "rate_limit": limit(1, 1, 1)}),
+    );
+    assert_eq!(slow["rate_limit"], limit(1, 1, 1));
+    for (asked, why) in [
+        (limit(61, 60, 10), "faster"),
+        (limit(2, 1, 1), "faster, per second"),
+        (limit(60, 60, 11), "larger burst"),
+        (Value::Null, "no limit at all"),
+    ] {
+        let (status, c, message) = a.create_err(
+            &p,
+            json!({"name": "c3", "tenant": "acme", "rate_limit": asked}),
+        );
+        assert_eq!(
+            (status, c.as_str()),
+            (403, "rate_limit_exceeds_ceiling"),
+            "{why}"
+        );
+        assert!(message.contains("60/m burst 10"), "{message}");
+    }
+    let audit = a.get("/api/v1/audit", ADMIN_KEY).json_body().unwrap();
+    let denied = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "denied_create")
+        .count();
+    assert_eq!(denied, 4);
+}
+
+#[test]
+fn the_rate_limit_changes_without_reminting() {
+    let a = api();
+    let v = a.create(ADMIN_KEY, json!({"name": "agent", "tenant": "acme"}));
+    let (id, t) = (id_of(&v), token_of(&v));
+    let cursor = a.feed("?since=now")["cursor"].as_str().unwrap().to_owned();
+
+    let r = a.patch(ADMIN_KEY, &id, &json!({"rate_limit": limit(10, 60, 2)}));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json_body().unwrap()["rate_limit"], limit(10, 60, 2));
+    assert_eq!(a.introspect(&t)["rate_limit"], limit(10, 60, 2));
+    // Gateways learn it from the feed: "changed", not "revoked".
+    let page = a.feed(&format!("?since={cursor}"));
+    assert_eq!(page["changed"], json!([sha_of(&v)]));
+    assert_eq!(page["revoked"], json!([]));
+    // Audited with the old and the new limit.
+    let audit = a.get(&format!("/api/v1/audit?token_id={id}"), ADMIN_KEY);
+    let e = &audit.json_body().unwrap()["events"][0];
+    assert_eq!(e["event"], "rate_limit_changed");
+    assert_eq!(e["detail"], json!({"from": null, "to": limit(10, 60, 2)}));
+    // Removed again with null; a second identical change writes nothing.
+    let r = a.patch(ADMIN_KEY, &id, &json!({"rate_limit": null}));
+    assert_eq!(r.json_body().unwrap()["rate_limit"], Value::Null);
+    let before = a.feed(&format!("?since={cursor}"))["changed"]
+        .as_array()
+        .unwrap()
+        .len();
+    a.patch(ADMIN_KEY, &id, &json!({"rate_limit": null}));
+    let after = a.feed(&format!("?since={cursor}"))["changed"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!((before, after), (2, 2));
+    // Bad bodies, unknown and revoked tokens.
+    assert_eq!(
+        code(&a.patch(ADMIN_KEY, &id, &json!({}))),
+        (400, "invalid_rate_limit".into())
+    );
+    assert_eq!(
+        code(&a.patch(ADMIN_KEY, &id, &json!({"name": "renamed"}))),
+        (400, "unknown_field".into())
+    );
+    assert_eq!(
+        code(&a.patch(ADMIN_KEY, &id, &json!({"rate_limit": limit(0, 60, 0)}))),
+        (400, "invalid_rate_limit".into())
+    );
+    assert_eq!(
+        code(&a.patch(
+            ADMIN_KEY,
+            "tok_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            &json!({"rate_limit": null})
+        )),
+        (404, "not_found".into())
+    );
+    a.revoke(ADMIN_KEY, &id);
+    assert_eq!(
+        code(&a.patch(ADMIN_KEY, &id, &json!({"rate_limit": null}))),
+        (409, "token_revoked".into())
+    );
+}
+
+#[test]
+fn a_token_changes_limits_only_within_its_reach_and_its_own_limit() {
+    let a = api();
+    let manager = a.create(
+        ADMIN_KEY,
+        json!({"name": "m", "tenant": "acme", "scopes": ["tokens:write", "tokens:read", "mcp:*"],
+               "rate_limit": limit(100, 60, 20)}),
+    );
+    let m = token_of(&manager);
+    let agent = a.create(&m, json!({"name": "agent", "tenant": "acme"}));
+    let agent_id = id_of(&agent);
+    let r = a.patch(&m, &agent_id, &json!({"rate_limit": limit(5, 60, 1)}));
+    assert_eq!(r.status, 200);
+    for asked in [json!(null), limit(101, 60, 20), limit(100, 60, 21)] {
+        let r = a.patch(&m, &agent_id, &json!({"rate_limit": asked}));
+        assert_eq!(
+            code(&r),
+            (403, "rate_limit_exceeds_ceiling".into()),
+            "{asked}"
+        );
+    }
+    // It may lower its own limit, never raise it.
+    let own = id_of(&manager);
+    assert_eq!(
+        a.patch(&m, &own, &json!({"rate_limit": limit(50, 60, 10)}))
+            .status,
+        200
+    );
+    assert_eq!(
+        code(&a.patch(&m, &own, &json!({"rate_limit": limit(100, 60, 20)}))),
+        (403, "rate_limit_exceeds_ceiling".into())
+    );
+    // A token whose scopes do not cover the target cannot change it.
+    let narrow = token_of(&a.create(
+        ADMIN_KEY,
+        json!({"name": "narrow", "tenant": "acme", "scopes": ["tokens:write", "mcp:tools/list"]}),
+    ));
+    assert_eq!(
+        code(&a.patch(&narrow, &agent_id, &json!({"rate_limit": limit(1, 60, 1)}))),
+        (403, "scope_exceeds_ceiling".into())
+    );
+    // Another tenant's token is not there at all; reading is not writing.
+    let other = token_of(&a.create(
+        ADMIN_KEY,
+        json!({"name": "o", "tenant": "globex", "scopes": ["tokens:write"]}),
+    ));
+    assert_eq!(
+        code(&a.patch(&other, &agent_id, &json!({"rate_limit": null}))),
+        (404, "not_found".into())
+    );
+    let reader = token_of(&a.create(
+        ADMIN_KEY,
+        json!({"name": "r", "tenant": "acme", "scopes": ["tokens:read"]}),
+    ));
+    assert_eq!(
+        code(&a.patch(&reader, &agent_id, &json!({"rate_limit": null}))).0,
+        403
+    );
+    let audit = a
+        .get("/api/v1/audit?tenant=acme", ADMIN_KEY)
+        .json_body()
+        .unwrap();
+    let denied = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "denied_update")
+        .count();
+    assert_eq!(denied, 5, "3 over the limit, 1 own raise, 1 out of reach");
+}
+
+#[test]
+fn lowering_a_limit_lowers_the_tokens_it_minted() {
+    let a = api();
+    let root = a.create(
+        ADMIN_KEY,
+        json!({"name": "root", "tenant": "acme", "scopes": ["tokens:write", "mcp:*"],
+               "rate_limit": limit(100, 60, 100)}),
+    );
+    let child = a.create(
+        &token_of(&root),
+        json!({"name": "child", "tenant": "acme", "scopes": ["tokens:write", "mcp:*"]}),
+    );
+    let grandchild = a.create(
+        &token_of(&child),
+        json!({"name": "gc", "tenant": "acme", "rate_limit": limit(1, 60, 1)}),
+    );
+    let cursor = a.feed("?since=now")["cursor"].as_str().unwrap().to_owned();
+    let r = a.patch(
+        ADMIN_KEY,
+        &id_of(&root),
+        &json!({"rate_limit": limit(10, 60, 5)}),
+    );
+    assert_eq!(r.json_body().unwrap()["cascade_limited"], 1);
+    let describe = |v: &Value| {
+        a.get(&format!("/api/v1/mcptokens/{}", id_of(v)), ADMIN_KEY)
+            .json_body()
+            .unwrap()["rate_limit"]
+            .clone()
+    };
+    assert_eq!(
+        describe(&child),
+        limit(10, 60, 5),
+        "lowered to the new ceiling"
+    );
+    assert_eq!(describe(&grandchild), limit(1, 60, 1), "already within it");
+    let page = a.feed(&format!("?since={cursor}"));
+    assert_eq!(page["changed"], json!([sha_of(&root), sha_of(&child)]));
+    let audit = a
+        .get(
+            &format!("/api/v1/audit?token_id={}", id_of(&child)),
+            ADMIN_KEY,
+        )
+        .json_body()
+        .unwrap();
+    assert_eq!(
+        audit["events"][0]["detail"]["cascade"]["via"],
+        json!(id_of(&root))
+    );
+    // Raising it again leaves the children where they are.
+    a.patch(ADMIN_KEY, &id_of(&root), &json!({"rate_limit": null}));
+    assert_eq!(describe(&child), limit(10, 60, 5));
 }

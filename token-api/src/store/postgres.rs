@@ -24,7 +24,7 @@ pub const SCHEMA_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_versio
 )";
 
 /// The same schema as SQLite's, version for version.
-pub const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2];
+pub const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// Tokens, the revocations feed, the audit log.
 const MIGRATION_1: Migration = &[
@@ -88,6 +88,15 @@ const MIGRATION_2: Migration = &[
         via TEXT NOT NULL
     )"#,
     "CREATE INDEX IF NOT EXISTS cascades_by_via ON cascades (via)",
+];
+
+/// Rate limits; the feed also carries tokens whose answer changed.
+const MIGRATION_3: Migration = &[
+    // `{"requests", "window_s", "burst"}`, or NULL for no limit.
+    "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS rate_limit TEXT",
+    // `revoked` (revoked, or deleted while live) or `changed` (a live token's
+    // introspection answer changed: a new rate limit).
+    "ALTER TABLE revocations ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'revoked'",
 ];
 
 /// `?` placeholders (the store's) as PostgreSQL's `$1`, `$2`, …; a `?`

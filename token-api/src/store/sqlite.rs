@@ -13,7 +13,7 @@ pub const SCHEMA_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_versio
 /// Migrations, in order; entry `i` brings the schema to version `i + 1`.
 /// Every statement is idempotent, so instances racing on a fresh database and
 /// a migration interrupted half-way both end in the same schema.
-pub const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2];
+pub const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// Tokens, the revocations feed, the audit log.
 const MIGRATION_1: Migration = &[
@@ -80,6 +80,19 @@ const MIGRATION_2: Migration = &[
         via TEXT NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS cascades_by_via ON cascades (via)",
+];
+
+/// Rate limits; the feed also carries tokens whose answer changed.
+const MIGRATION_3: Migration = &[
+    // SQLite cannot add a column only when it is missing: these two are the
+    // exception to "idempotent", made safe by the migration's transaction (a
+    // half-run migration rolls back; racing instances take turns on the
+    // write lock and the second finds the version recorded).
+    // `{"requests", "window_s", "burst"}`, or NULL for no limit.
+    "ALTER TABLE tokens ADD COLUMN rate_limit TEXT",
+    // `revoked` (revoked, or deleted while live) or `changed` (a live token's
+    // introspection answer changed: a new rate limit).
+    "ALTER TABLE revocations ADD COLUMN kind TEXT NOT NULL DEFAULT 'revoked'",
 ];
 
 /// What a SQLite error message means to the store.

@@ -24,6 +24,7 @@ fn record(name: &str, tenant: &str, project: &str, created_at: i64) -> TokenReco
         expires_at: Some(created_at + 86_400),
         revoked_at: None,
         last_used_at: None,
+        rate_limit: None,
     }
 }
 
@@ -343,7 +344,7 @@ fn a_version_1_database_migrates_to_lineage_and_an_epoch() {
     let read = block_on(store.revocations(0, 10, NOW)).unwrap();
     assert_eq!(read.entries, vec![(1, "ab".repeat(32))]);
     assert_eq!(read.head, 1);
-    assert_eq!(block_on(store.schema_version()), Ok(2));
+    assert_eq!(block_on(store.schema_version()), Ok(SCHEMA_VERSION));
     assert_eq!(count(&db, "SELECT COUNT(*) FROM cascades"), 0);
 }
 
@@ -698,4 +699,69 @@ fn list_filters_by_status_at_the_given_time() {
         names(None, true, at),
         ["revoked", "live", "forever", "expiring"]
     );
+}
+
+#[test]
+fn a_version_2_database_migrates_to_rate_limits_keeping_its_tokens_and_feed() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let t = record("ci", "acme", "default", NOW);
+    db.raw(|c| {
+        c.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for sql in sqlite::MIGRATIONS[0].iter().chain(sqlite::MIGRATIONS[1]) {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute("INSERT INTO schema_version VALUES (1, 0), (2, 0)", [])
+            .unwrap();
+        c.execute(
+            "INSERT INTO tokens (id, token_sha, name, tenant, project, scopes, hint, created_by, \
+             created_at) VALUES (?, ?, 'ci', 'acme', 'default', '[\"mcp:*\"]', 'h', 'admin', ?)",
+            rusqlite::params![t.id, t.token_sha, NOW],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO revocations (token_sha, at) VALUES (?, 0)",
+            [&"ab".repeat(32)],
+        )
+        .unwrap();
+    });
+    // Introspection's lookup migrates on first use.
+    let got = block_on(store.token_by_sha(&t.token_sha, NOW))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.rate_limit, None);
+    assert_eq!(block_on(store.schema_version()), Ok(SCHEMA_VERSION));
+    let read = block_on(store.revocations(0, 10, NOW)).unwrap();
+    assert_eq!(read.entries, vec![(1, "ab".repeat(32))]);
+    assert!(read.changed.is_empty(), "old entries are revocations");
+    // A limit set now is a "changed" entry, and reads back.
+    let limit = RateLimit::new(5, 60, Some(2)).unwrap();
+    let set = block_on(store.set_rate_limit(&t.id, None, Some(limit), NOW, "admin"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((set.previous, set.token.rate_limit), (None, Some(limit)));
+    let read = block_on(store.revocations(0, 10, NOW)).unwrap();
+    assert_eq!(read.changed, [2].into_iter().collect());
+    let again = block_on(store.token_by_id(&t.id, NOW)).unwrap().unwrap();
+    assert_eq!(again.rate_limit, Some(limit));
+}
+
+#[test]
+fn a_stored_rate_limit_out_of_range_is_corrupt_not_unlimited() {
+    let db = TestDb::memory();
+    let store = Store::new(&db);
+    let t = record("ci", "acme", "default", NOW);
+    block_on(store.create(&t, &created(&t))).unwrap();
+    db.raw(|c| {
+        c.execute(
+            "UPDATE tokens SET rate_limit = '{\"requests\":0,\"window_s\":60,\"burst\":0}'",
+            [],
+        )
+        .unwrap();
+    });
+    let e = block_on(store.token_by_sha(&t.token_sha, NOW)).unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
 }

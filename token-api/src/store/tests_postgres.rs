@@ -32,6 +32,7 @@ fn record(name: &str) -> TokenRecord {
         expires_at: Some(NOW + 86_400),
         revoked_at: None,
         last_used_at: None,
+        rate_limit: None,
     }
 }
 
@@ -307,4 +308,52 @@ fn revokes_and_deletes_racing_on_tokens_write_each_feed_entry_once() {
         ),
         0
     );
+}
+
+#[test]
+fn a_version_2_database_migrates_to_rate_limits_keeping_its_tokens_and_feed() {
+    let db = PgTestDb::fresh();
+    let run = |sql: &str| block_on(db.query(sql, vec![])).unwrap();
+    run(postgres::SCHEMA_VERSION_TABLE);
+    for sql in postgres::MIGRATIONS[0]
+        .iter()
+        .chain(postgres::MIGRATIONS[1])
+    {
+        run(sql);
+    }
+    run("INSERT INTO schema_version (version, applied_at) VALUES (1, 0), (2, 0)");
+    let t = record("ci");
+    block_on(db.query(
+        "INSERT INTO tokens (id, token_sha, name, tenant, project, scopes, hint, created_by, \
+         created_at) VALUES ($1, $2, 'ci', 'acme', 'default', '[\"mcp:*\"]', 'h', 'admin', $3)",
+        vec![
+            t.id.as_str().into(),
+            t.token_sha.as_str().into(),
+            NOW.into(),
+        ],
+    ))
+    .unwrap();
+    run("INSERT INTO revocations (token_sha, at) VALUES ('ab', 0)");
+    let store = Store::new(&db);
+    // Introspection's lookup migrates on first use.
+    let got = block_on(store.token_by_sha(&t.token_sha, NOW))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.rate_limit, None);
+    assert_eq!(block_on(store.schema_version()), Ok(SCHEMA_VERSION));
+    let read = block_on(store.revocations(0, 10, NOW)).unwrap();
+    assert_eq!(read.entries, vec![(1, "ab".to_owned())]);
+    assert!(read.changed.is_empty(), "old entries are revocations");
+    let limit = mcpgw_token::ratelimit::RateLimit::new(5, 60, Some(2)).unwrap();
+    let set = block_on(store.set_rate_limit(&t.id, None, Some(limit), NOW, "admin"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(set.token.rate_limit, Some(limit));
+    let read = block_on(store.revocations(0, 10, NOW)).unwrap();
+    assert_eq!(read.changed, [2].into_iter().collect());
+    // Migrating again changes nothing (the statements are idempotent here).
+    block_on(store.migrate(NOW)).unwrap();
+    for sql in postgres::MIGRATIONS[2] {
+        run(sql);
+    }
 }
