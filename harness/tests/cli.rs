@@ -291,3 +291,195 @@ fn check_explains_an_unreachable_endpoint() {
         "{out}"
     );
 }
+
+#[test]
+fn rate_limits_are_set_shown_and_changed() {
+    let s = serve();
+    let admin = Some(ADMIN_KEY);
+    let out = ok(run(
+        &s,
+        admin,
+        &[
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "agent",
+            "--rate-limit",
+            "600/m burst 50",
+        ],
+    ));
+    assert!(
+        out.contains("rate_limit:") && out.contains("600/m burst 50"),
+        "{out}"
+    );
+    let id = out
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("id:"))
+        .map(|s| s.trim().to_string())
+        .expect("id line");
+    ok(run(
+        &s,
+        admin,
+        &["token", "create", "--tenant", "acme", "--name", "free"],
+    ));
+    let list = ok(run(&s, admin, &["token", "list", "--tenant", "acme"]));
+    assert!(
+        list.lines().next().unwrap().contains("RATE LIMIT"),
+        "{list}"
+    );
+    let row = |name: &str| {
+        list.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} not in {list}"))
+            .to_string()
+    };
+    assert!(row("agent").contains("600/m burst 50"), "{list}");
+    assert!(row("free").contains("none"), "{list}");
+
+    let out = ok(run(
+        &s,
+        admin,
+        &["token", "update", &id, "--rate-limit", "5/10s"],
+    ));
+    assert!(out.contains("is now 5/10s"), "{out}");
+    let d: Value =
+        serde_json::from_str(&ok(run(&s, admin, &["--json", "token", "describe", &id]))).unwrap();
+    assert_eq!(
+        d["rate_limit"],
+        serde_json::json!({"requests": 5, "window_s": 10, "burst": 5})
+    );
+    ok(run(
+        &s,
+        admin,
+        &["token", "update", &id, "--rate-limit", "none"],
+    ));
+    let d = ok(run(&s, admin, &["token", "describe", &id]));
+    assert!(d.contains("rate_limit:") && d.contains("none"), "{d}");
+    let audit = ok(run(&s, admin, &["audit", "--token-id", &id]));
+    assert!(audit.contains("rate_limit_changed"), "{audit}");
+
+    // A limit the CLI cannot read is refused before any request, saying how
+    // to write one; a revoked token cannot be changed.
+    let e = fails(run(
+        &s,
+        admin,
+        &["token", "update", &id, "--rate-limit", "lots"],
+    ));
+    assert!(e.contains("--rate-limit") && e.contains("60/m"), "{e}");
+    let e = fails(run(
+        &s,
+        admin,
+        &[
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "z",
+            "--rate-limit",
+            "0/m",
+        ],
+    ));
+    assert!(e.contains("requests must be between 1"), "{e}");
+    ok(run(&s, admin, &["token", "revoke", &id]));
+    let e = fails(run(
+        &s,
+        admin,
+        &["token", "update", &id, "--rate-limit", "1/s"],
+    ));
+    assert!(e.contains("409") && e.contains("mint a new one"), "{e}");
+}
+
+#[test]
+fn audit_reads_the_gateway_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let line = |time: &str, status: u16, record: Value| {
+        serde_json::json!({"time": time, "method": "POST", "path": "/mcp", "status": status,
+            "duration_ms": 3, "bytes_received": 90, "bytes_sent": 300,
+            "mcp": record.to_string()})
+        .to_string()
+    };
+    let allow = serde_json::json!({"decision": "allow", "cache": "hit", "token_id": "tok_a",
+        "token_name": "laptop", "tenant": "acme", "project": "default", "method": "tools/call",
+        "name": "whoami"});
+    let limited = serde_json::json!({"decision": "deny", "reason": "rate_limited", "cache": "hit",
+        "token_id": "tok_a", "token_name": "laptop", "tenant": "acme", "method": "tools/call",
+        "name": "whoami", "rate_limit": "1/m", "retry_after_s": 60});
+    let other = serde_json::json!({"decision": "allow", "token_id": "tok_b", "tenant": "globex",
+        "method": "tools/call", "name": "list_findings"});
+    let text = [
+        line("2026-12-01T10:00:00.000Z", 200, allow.clone()),
+        line("2026-12-01T10:00:01.000Z", 429, limited),
+        line("2026-12-01T10:00:02.000Z", 200, other),
+        "not a json line".to_string(),
+        line("2026-12-02T10:00:00.000Z", 200, allow),
+    ]
+    .join("\n");
+    std::fs::write(&log, text).unwrap();
+    let log = log.to_str().unwrap();
+    let audit = |args: &[&str]| {
+        let mut all = vec!["audit", "--gateway-log", log];
+        all.extend_from_slice(args);
+        ok(mcpgw().args(&all).output().unwrap())
+    };
+    let table = audit(&["--token-id", "tok_a"]);
+    assert!(table.starts_with("TIME"), "{table}");
+    assert!(table.contains("3 request(s)"), "{table}");
+    assert!(
+        table.contains("1 line(s) not in the gateway's JSON format"),
+        "{table}"
+    );
+    assert!(!table.contains("list_findings"), "{table}");
+    let denied = audit(&["--decision", "deny"]);
+    assert!(
+        denied.contains("rate_limited") && denied.contains("1 request(s)"),
+        "{denied}"
+    );
+    let by_tool = audit(&["--tool", "list_*"]);
+    assert!(
+        by_tool.contains("tok_b") && by_tool.contains("1 request(s)"),
+        "{by_tool}"
+    );
+    let window = audit(&["--since", "2026-12-01T10:00:01Z", "--until", "2026-12-02"]);
+    assert!(window.contains("2 request(s)"), "{window}");
+    let status = audit(&["--status", "429"]);
+    assert!(status.contains("1 request(s)"), "{status}");
+    let json: Value = serde_json::from_str(&ok(mcpgw()
+        .args([
+            "--json",
+            "audit",
+            "--gateway-log",
+            log,
+            "--reason",
+            "rate_limited",
+        ])
+        .output()
+        .unwrap()))
+    .unwrap();
+    assert_eq!(json["events"].as_array().unwrap().len(), 1);
+    assert_eq!(json["events"][0]["retry_after_s"], 60);
+    assert_eq!(json["events"][0]["status"], 429);
+    // The log filters need --gateway-log; a missing file says what it is.
+    let e = fails(mcpgw().args(["audit", "--tool", "x"]).output().unwrap());
+    assert!(e.contains("--gateway-log"), "{e}");
+    let e = fails(
+        mcpgw()
+            .args(["audit", "--gateway-log", "/nonexistent/access.log"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        e.contains("access log") && e.contains(".data/envoy/access.log"),
+        "{e}"
+    );
+    let e = fails(
+        mcpgw()
+            .args(["audit", "--gateway-log", log, "--since", "yesterday"])
+            .output()
+            .unwrap(),
+    );
+    assert!(e.contains("--since") && e.contains("15m"), "{e}");
+}

@@ -27,6 +27,10 @@ impl ApiClient {
         self.send(Method::POST, path, &[], body).await
     }
 
+    pub async fn patch(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.send(Method::PATCH, path, &[], Some(body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.send(Method::DELETE, path, &[], None).await
     }
@@ -89,6 +93,7 @@ fn explain(status: StatusCode, body: &str, had_key: bool) -> anyhow::Error {
         StatusCode::UNAUTHORIZED => "the key was refused: check MCPGW_KEY / --key (admin key or an active token)",
         StatusCode::FORBIDDEN => "the credential lacks what this needs (see the scope named above); use the admin key or a token with that scope",
         StatusCode::NOT_FOUND => "no such token (or not visible to this credential); `mcpgw token list` shows ids",
+        StatusCode::CONFLICT if code == "token_revoked" => "a revoked token cannot be changed; mint a new one",
         StatusCode::CONFLICT => "a live token with this name exists in the tenant/project: pick another --name or revoke the old one",
         StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
         s if s.is_server_error() => "the token API failed; check its log",

@@ -129,6 +129,9 @@ pub enum TokenVerb {
     List(ListArgs),
     /// Show one token (never its secret or hash).
     Describe { id: String },
+    /// Change a token without minting it again (its rate limit); gateways
+    /// apply it within a revocation poll.
+    Update(UpdateArgs),
     /// Revoke a token (idempotent); gateways stop accepting it within a poll period.
     Revoke { id: String },
     /// Delete a token for good.
@@ -156,6 +159,18 @@ pub struct CreateArgs {
     /// `clone` the caller's scopes, or `empty` (lifecycle traffic only).
     #[arg(long, value_parser = ["clone", "empty"])]
     pub rbac: Option<String>,
+    /// Requests per window, e.g. `60/m`, `600/m burst 50`, `5/10s`; `none` for no
+    /// limit. Default: the token API's default for the tenant.
+    #[arg(long, value_name = "LIMIT")]
+    pub rate_limit: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    pub id: String,
+    /// The new rate limit (`60/m`, `600/m burst 50`, `5/10s`), or `none`.
+    #[arg(long, value_name = "LIMIT")]
+    pub rate_limit: String,
 }
 
 #[derive(Debug, Args)]
@@ -276,6 +291,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 TokenVerb::Create(a) => tokens::create(&client, a, json).await?,
                 TokenVerb::List(a) => tokens::list(&client, a, json).await?,
                 TokenVerb::Describe { id } => tokens::describe(&client, &id, json).await?,
+                TokenVerb::Update(a) => tokens::update(&client, a, json).await?,
                 TokenVerb::Revoke { id } => tokens::revoke(&client, &id, json).await?,
                 TokenVerb::Delete { id } => tokens::delete(&client, &id, json).await?,
             }

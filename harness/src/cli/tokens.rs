@@ -4,7 +4,8 @@ use serde_json::{json, Value};
 
 use super::api::ApiClient;
 use super::table::{cell, render};
-use super::{AuditArgs, CreateArgs, ListArgs};
+use super::{AuditArgs, CreateArgs, ListArgs, UpdateArgs};
+use mcpgw_token::ratelimit::RateLimit;
 
 const TOKENS: &str = "/api/v1/mcptokens";
 
@@ -25,6 +26,9 @@ pub async fn create(api: &ApiClient, a: CreateArgs, as_json: bool) -> anyhow::Re
     }
     if let Some(r) = a.rbac {
         obj.insert("rbac".into(), json!(r));
+    }
+    if let Some(l) = &a.rate_limit {
+        obj.insert("rate_limit".into(), limit_json(l)?);
     }
     let created = api.post(TOKENS, Some(body)).await?;
     if as_json {
@@ -85,6 +89,7 @@ pub async fn list(api: &ApiClient, a: ListArgs, as_json: bool) -> anyhow::Result
                 cell(t, "tenant"),
                 cell(t, "project"),
                 cell(t, "scopes"),
+                limit_text(t),
                 status(t),
                 cell(t, "expires_at"),
                 cell(t, "last_used_at"),
@@ -100,6 +105,7 @@ pub async fn list(api: &ApiClient, a: ListArgs, as_json: bool) -> anyhow::Result
                 "TENANT",
                 "PROJECT",
                 "SCOPES",
+                "RATE LIMIT",
                 "STATUS",
                 "EXPIRES",
                 "LAST USED"
@@ -113,6 +119,45 @@ pub async fn list(api: &ApiClient, a: ListArgs, as_json: bool) -> anyhow::Result
 
 pub async fn describe(api: &ApiClient, id: &str, as_json: bool) -> anyhow::Result<()> {
     let t = api.get(&format!("{TOKENS}/{id}"), &[]).await?;
+    print_record(&t, as_json)
+}
+
+/// `--rate-limit`: the text form, or `none`, as the API's JSON.
+fn limit_json(text: &str) -> anyhow::Result<Value> {
+    if text.trim() == "none" {
+        return Ok(Value::Null);
+    }
+    let l = RateLimit::parse(text).map_err(|e| anyhow::anyhow!("--rate-limit: {e}, or none"))?;
+    Ok(json!(l))
+}
+
+/// A rate limit as people write it: `600/m burst 50`, or `none`.
+fn limit_text(t: &Value) -> String {
+    match t.get("rate_limit") {
+        None => "-".into(),
+        Some(Value::Null) => "none".into(),
+        Some(v) => serde_json::from_value::<RateLimit>(v.clone())
+            .map_or_else(|_| v.to_string(), |l| l.to_string()),
+    }
+}
+
+pub async fn update(api: &ApiClient, a: UpdateArgs, as_json: bool) -> anyhow::Result<()> {
+    let body = json!({"rate_limit": limit_json(&a.rate_limit)?});
+    let t = api.patch(&format!("{TOKENS}/{}", a.id), body).await?;
+    if !as_json {
+        println!(
+            "rate limit of {} is now {}; gateways apply it within one revocation poll",
+            a.id,
+            limit_text(&t)
+        );
+        if let Some(n) = t
+            .get("cascade_limited")
+            .and_then(Value::as_u64)
+            .filter(|n| *n > 0)
+        {
+            println!("{n} token(s) it minted were lowered to it too");
+        }
+    }
     print_record(&t, as_json)
 }
 
@@ -203,6 +248,9 @@ fn describe_text(t: &Value) -> String {
         if t.get(f).is_some() {
             rows.push(vec![format!("{f}:"), cell(t, f)]);
         }
+    }
+    if t.get("rate_limit").is_some() {
+        rows.push(vec!["rate_limit:".into(), limit_text(t)]);
     }
     rows.push(vec!["status:".into(), status(t)]);
     render(&["", ""], &rows).trim_start().to_string()
