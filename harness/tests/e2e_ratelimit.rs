@@ -9,12 +9,21 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use harness::stack::{self, Ports, Stack, StackExtras, StackOptions};
+use rmcp::{
+    model::CallToolRequestParams,
+    transport::{
+        streamable_http_client::StreamableHttpClientTransportConfig, StreamableHttpClientTransport,
+    },
+    ServiceExt,
+};
 use serde_json::{json, Value};
 
 /// Envoys with two workers each compete for two cores: one stack at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const POLL_MS: u64 = 300;
+/// Feed round trip and scheduling on a busy 2-core machine, on top of one poll period.
+const SLACK_MS: u64 = 700;
 
 async fn start_with(extras: StackExtras) -> (Stack, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -247,4 +256,359 @@ async fn envoys_native_local_ratelimit_limits_one_token_and_not_another() {
     assert_eq!(count(&out, 200), 8);
     assert_eq!(backend_saw(&stack, &limited_id), 3);
     stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_token_gets_exactly_its_limit_across_two_workers() {
+    let _one = SERIAL.lock().await;
+    let (stack, _dir) = start_with(StackExtras::default()).await;
+    let (limited, limited_id) = mint(
+        &stack,
+        json!({"name": "e2e-limited", "tenant": "acme",
+               "rate_limit": {"requests": 5, "window_s": 60}}),
+    )
+    .await;
+    let (free, _) = mint(&stack, json!({"name": "e2e-free", "tenant": "acme"})).await;
+
+    // Twenty at once, each on a new connection, spread over both workers.
+    let out = burst(&stack, &limited, 20).await;
+    assert_eq!(
+        count(&out, 200),
+        5,
+        "5 a minute: 5 through, not 5 per worker"
+    );
+    assert_eq!(count(&out, 429), 15);
+    let workers = connections_per_worker(&stack).await;
+    assert!(
+        workers.len() == 2 && workers.iter().all(|&n| n > 0),
+        "both workers took connections: {workers:?}"
+    );
+    for r in out.iter().filter(|r| r.status == 429) {
+        let retry: u64 = r.header("retry-after").parse().unwrap();
+        assert!((1..=12).contains(&retry), "one request every 12 s: {retry}");
+        assert_eq!(r.header("ratelimit-policy"), "\"token\";q=5;w=60");
+        assert_eq!(r.header("ratelimit"), format!("\"token\";r=0;t={retry}"));
+        let body = r.json();
+        assert_eq!(body["jsonrpc"], "2.0", "{body}");
+        assert_eq!(body["error"]["code"], -32029, "{body}");
+        assert!(
+            body["id"]
+                .as_u64()
+                .is_some_and(|id| (100..120).contains(&id)),
+            "{body}"
+        );
+    }
+    // The refused calls were held at the gateway: the backend saw 5 only.
+    assert_eq!(backend_saw(&stack, &limited_id), 5);
+    // A request without a body is refused at once.
+    let get = send(
+        &fresh_connections(),
+        "GET",
+        &format!("{}/mcp", stack.gateway_url()),
+        Some(&limited),
+        None,
+    )
+    .await;
+    assert_eq!(get.status, 429);
+    assert_eq!(get.json()["error"]["code"], "rate_limited");
+
+    // The other token is not limited at all.
+    let out = burst(&stack, &free, 12).await;
+    assert_eq!(count(&out, 200), 12);
+    let stats = stack.envoy.filter_stats().await.unwrap();
+    assert_eq!(
+        stats.get("mcp_auth.denied.rate_limited"),
+        Some(&16),
+        "{stats:?}"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_changed_through_the_api_applies_within_a_poll_period() {
+    let _one = SERIAL.lock().await;
+    // The stack caches decisions for 300 s: only the feed can make it quick.
+    let (stack, _dir) = start_with(StackExtras::default()).await;
+    // A worker's first feed read starts at the head: a change made before it
+    // is not in its feed (the cache TTL still bounds it). Start once all
+    // three VMs (main thread, two workers) have read the feed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stack
+        .envoy
+        .filter_stats()
+        .await
+        .unwrap()
+        .get("mcp_auth.feed.polls")
+        .copied()
+        .unwrap_or(0)
+        < 3
+    {
+        assert!(Instant::now() < deadline, "the feed was never read");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (token, id) = mint(&stack, json!({"name": "e2e-agent", "tenant": "acme"})).await;
+    assert_eq!(
+        count(&burst(&stack, &token, 6).await, 200),
+        6,
+        "cached, no limit"
+    );
+
+    let http = reqwest::Client::new();
+    let set = |limit: Value| {
+        let (http, url, key) = (
+            http.clone(),
+            format!("{}/api/v1/mcptokens/{id}", stack.token_api_url()),
+            stack.admin_key.clone(),
+        );
+        async move {
+            let r = http
+                .patch(url)
+                .bearer_auth(key)
+                .json(&json!({"rate_limit": limit}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    set(json!({"requests": 1, "window_s": 3600})).await;
+    let changed = Instant::now();
+    let url = format!("{}/mcp", stack.gateway_url());
+    let client = fresh_connections();
+    let took = loop {
+        let r = send(&client, "POST", &url, Some(&token), Some(&initialize())).await;
+        if r.status == 429 {
+            break changed.elapsed();
+        }
+        assert_eq!(r.status, 200);
+        if changed.elapsed() > Duration::from_secs(10) {
+            let stats = stack.envoy.filter_stats().await.unwrap();
+            panic!("the new limit never applied: {stats:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        took <= Duration::from_millis(POLL_MS + SLACK_MS),
+        "applied after {took:?}, more than a poll period ({POLL_MS} ms) and slack"
+    );
+    // Removing it applies the same way.
+    set(Value::Null).await;
+    tokio::time::sleep(Duration::from_millis(POLL_MS + SLACK_MS)).await;
+    assert_eq!(count(&burst(&stack, &token, 4).await, 200), 4);
+    let stats = stack.envoy.filter_stats().await.unwrap();
+    assert!(
+        stats.get("mcp_auth.changes_applied").copied().unwrap_or(0) >= 2,
+        "{stats:?}"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_records_every_decision_and_never_a_token() {
+    let _one = SERIAL.lock().await;
+    let (mut stack, dir) = start_with(StackExtras::default()).await;
+    let base = stack.gateway_url();
+    let mcp = format!("{base}/mcp");
+    let http = fresh_connections();
+    let (full, full_id) = mint(&stack, json!({"name": "e2e-full", "tenant": "acme"})).await;
+    let (narrow, _) = mint(
+        &stack,
+        json!({"name": "e2e-narrow", "tenant": "acme", "scopes": ["mcp:tools/list"]}),
+    )
+    .await;
+    let (limited, _) = mint(
+        &stack,
+        json!({"name": "e2e-one", "tenant": "globex",
+               "rate_limit": {"requests": 1, "window_s": 3600}}),
+    )
+    .await;
+
+    // An allowed tool call, through a real MCP client.
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(mcp.clone()).auth_header(full.clone());
+    let client = ().serve(StreamableHttpClientTransport::from_config(config)).await.unwrap();
+    client
+        .call_tool(CallToolRequestParams::new("whoami".to_string()))
+        .await
+        .unwrap();
+    let _ = client.cancel().await;
+    // 401: no token, a malformed one, one in the query.
+    assert_eq!(
+        send(&http, "POST", &mcp, None, Some(&initialize()))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        send(
+            &http,
+            "POST",
+            &mcp,
+            Some("mcpctl_pat_short"),
+            Some(&initialize())
+        )
+        .await
+        .status,
+        401
+    );
+    let in_query = format!("{mcp}?access_token={full}");
+    assert_eq!(
+        send(&http, "POST", &in_query, None, Some(&initialize()))
+            .await
+            .status,
+        401
+    );
+    // 403: a tool outside the scopes.
+    assert_eq!(
+        send(&http, "POST", &mcp, Some(&narrow), Some(&call(7, "whoami")))
+            .await
+            .status,
+        403
+    );
+    // 429: the second call of a one-an-hour token.
+    assert_ne!(
+        send(&http, "POST", &mcp, Some(&limited), Some(&initialize()))
+            .await
+            .status,
+        429
+    );
+    assert_eq!(
+        send(
+            &http,
+            "POST",
+            &mcp,
+            Some(&limited),
+            Some(&call(2, "whoami"))
+        )
+        .await
+        .status,
+        429
+    );
+    // Bypass paths.
+    assert_eq!(
+        send(&http, "GET", &format!("{base}/health"), Some(&full), None)
+            .await
+            .status,
+        200
+    );
+    // 503: a token never seen while the token API is down.
+    let (fresh, _) = mint(&stack, json!({"name": "e2e-late", "tenant": "acme"})).await;
+    stack.stop_token_api().await;
+    assert_eq!(
+        send(&http, "POST", &mcp, Some(&fresh), Some(&initialize()))
+            .await
+            .status,
+        503
+    );
+
+    let lines = access_log(&stack, |l| {
+        l.iter().any(|x| x["status"] == 503) && l.iter().any(|x| x["status"] == 429)
+    })
+    .await;
+    // Every line carries Envoy's facts.
+    for l in &lines {
+        for f in [
+            "time",
+            "method",
+            "path",
+            "status",
+            "duration_ms",
+            "bytes_received",
+            "bytes_sent",
+        ] {
+            assert!(l.get(f).is_some_and(|v| !v.is_null()), "{f} missing: {l}");
+        }
+    }
+    let find = |pred: &dyn Fn(&Value, &Value) -> bool| -> (Value, Value) {
+        lines
+            .iter()
+            .map(|l| (l.clone(), record(l)))
+            .find(|(l, r)| pred(l, r))
+            .unwrap_or_else(|| panic!("no such line in:\n{lines:#?}"))
+    };
+    let (l, r) = find(&|_, r| {
+        r["name"] == "whoami" && r["decision"] == "allow" && r["token_name"] == "e2e-full"
+    });
+    assert_eq!(l["status"], 200);
+    assert_eq!(
+        (r["tenant"].as_str(), r["project"].as_str()),
+        (Some("acme"), Some("default"))
+    );
+    assert_eq!(r["token_id"], json!(full_id));
+    assert_eq!(
+        l["token_id"],
+        json!(full_id),
+        "the routing header, logged by Envoy"
+    );
+    assert_eq!(r["method"], "tools/call");
+    assert!(
+        matches!(r["cache"].as_str(), Some("hit" | "shared" | "callout")),
+        "{r}"
+    );
+    assert_eq!(
+        r["token_sha"],
+        json!(mcpgw_token::format::sha256_hex(&full))
+    );
+    let (l, _) = find(&|_, r| r["reason"] == "missing_token");
+    assert_eq!(l["status"], 401);
+    find(&|_, r| r["reason"] == "malformed_token");
+    let (l, _) = find(&|_, r| r["reason"] == "token_in_query");
+    assert_eq!(l["path"], "/mcp", "logged without its query");
+    let (l, r) = find(&|_, r| r["reason"] == "insufficient_scope");
+    assert_eq!(
+        (l["status"].as_u64(), r["name"].as_str()),
+        (Some(403), Some("whoami"))
+    );
+    let (l, r) = find(&|_, r| r["reason"] == "rate_limited");
+    assert_eq!(l["status"], 429);
+    assert_eq!(
+        (r["rate_limit"].as_str(), r["tenant"].as_str()),
+        (Some("1/h"), Some("globex"))
+    );
+    let (l, r) = find(&|_, r| r["decision"] == "bypass");
+    assert_eq!(
+        (l["path"].as_str(), l["status"].as_u64()),
+        (Some("/health"), Some(200))
+    );
+    assert!(r.get("token_id").is_none());
+    let (l, r) = find(&|_, r| r["reason"] == "token_api_unavailable");
+    assert_eq!(
+        (l["status"].as_u64(), r["cache"].as_str()),
+        (Some(503), Some("callout"))
+    );
+
+    // `mcpgw audit --gateway-log` reads the same file.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcpgw"))
+        .args(["--json", "audit", "--gateway-log"])
+        .arg(stack.access_log())
+        .args(["--token-id", &full_id, "--tool", "whoami"])
+        .output()
+        .unwrap();
+    let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!found["events"].as_array().unwrap().is_empty(), "{found}");
+
+    stack.stop().await;
+    // No log the stack wrote holds a token, not even the malformed one or
+    // the one sent in the query.
+    let mut logs = Vec::new();
+    let mut dirs = vec![dir.path().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "log") {
+                logs.push(p);
+            }
+        }
+    }
+    assert!(logs.len() >= 2, "{logs:?}");
+    for p in logs {
+        let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+        assert!(
+            !text.contains("mcpctl_pat_"),
+            "{} holds a token",
+            p.display()
+        );
+    }
 }

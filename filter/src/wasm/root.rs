@@ -179,6 +179,15 @@ impl Root {
             if !page.changed.is_empty() {
                 let changed = w.apply_changes(&page.changed);
                 host::add(Metric::ChangesApplied, changed);
+                let first = page.changed.first().map(sha_prefix).unwrap_or_default();
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "mcp_auth: {} token(s) changed (first token_sha {first}…): dropped \
+                         {changed} cached decision(s), the next request asks again",
+                        page.changed.len()
+                    ),
+                );
             }
             if applied > 0 {
                 let first = page.revoked.first().map(sha_prefix).unwrap_or_default();
