@@ -47,6 +47,10 @@ struct Ctx {
     revoked: Minted,
     expired: Minted,
     unknown: String,
+    /// One request an hour, already spent.
+    spent: Minted,
+    /// `tokens:write` + `mcp:*`, limited to 10 a minute.
+    limited_writer: Minted,
 }
 
 /// One catalogue entry.
@@ -168,6 +172,16 @@ fn flipped(token: &str) -> String {
 
 fn create(body: Value) -> Raw {
     Raw::new("POST", "/api/v1/mcptokens").json(body.to_string())
+}
+
+/// A create naming this `rate_limit`, as the admin.
+fn create_limited(x: &Ctx, limit: Value) -> Raw {
+    create(json!({"name": "n", "tenant": "acme", "rate_limit": limit})).bearer(&x.admin)
+}
+
+/// `PATCH /api/v1/mcptokens/{id}` with this body.
+fn update(id: &str, body: Value) -> Raw {
+    Raw::new("PATCH", format!("/api/v1/mcptokens/{id}")).json(body.to_string())
 }
 
 // Compact rows keep the catalogue readable as a table.
@@ -338,6 +352,11 @@ fn cases() -> Vec<Case> {
                 body["params"]["arguments"]["pad"] = json!("x".repeat(20 * 1024));
                 Raw::new("POST", "/mcp").mcp().bearer(&x.narrow.raw).json(body.to_string())
             }),
+        // The gateway: rate limits.
+        c(G, "rate limit spent", "a one-an-hour token's second call", 429, "-32029",
+            |x| whoami("/mcp").bearer(&x.spent.raw)),
+        c(G, "rate limit spent, no body", "`GET /mcp` (event stream) with that token", 429,
+            "rate_limited", |x| Raw::new("GET", "/mcp").mcp().bearer(&x.spent.raw)),
         c(G, "wrong content type", "valid token, `content-type: text/plain` (the backend answers)",
             415, NONE, |x| {
                 let mut r = Raw::new("POST", "/mcp").mcp().bearer(&x.acme.raw);
@@ -401,6 +420,50 @@ fn cases() -> Vec<Case> {
         c(T, "scopes and rbac", "both `scopes` and `rbac`", 400, "invalid_rbac",
             |x| create(json!({"name": "n", "tenant": "acme", "scopes": ["mcp:*"], "rbac": "empty"}))
                 .bearer(&x.admin)),
+        c(T, "rate limit of 0", "`\"rate_limit\": {\"requests\": 0, \"window_s\": 60}`", 400,
+            "invalid_rate_limit", |x| create_limited(x, json!({"requests": 0, "window_s": 60}))),
+        c(T, "negative rate limit", "`\"rate_limit\": {\"requests\": -5, \"window_s\": 60}`", 400,
+            "invalid_rate_limit", |x| create_limited(x, json!({"requests": -5, "window_s": 60}))),
+        c(T, "huge rate limit", "`\"requests\": 4294967296` (2^32; the limit is 1000000)", 400,
+            "invalid_rate_limit",
+            |x| create_limited(x, json!({"requests": 4_294_967_296u64, "window_s": 60}))),
+        c(T, "rate limit window of 0", "`\"rate_limit\": {\"requests\": 60, \"window_s\": 0}`", 400,
+            "invalid_rate_limit", |x| create_limited(x, json!({"requests": 60, "window_s": 0}))),
+        c(T, "rate limit window over a day", "`\"window_s\": 86401`", 400, "invalid_rate_limit",
+            |x| create_limited(x, json!({"requests": 60, "window_s": 86_401}))),
+        c(T, "burst over the requests", "`{\"requests\": 10, \"window_s\": 60, \"burst\": 11}`", 400,
+            "invalid_rate_limit",
+            |x| create_limited(x, json!({"requests": 10, "window_s": 60, "burst": 11}))),
+        c(T, "rate limit as text", "`\"rate_limit\": \"60/m\"`", 400, "invalid_rate_limit",
+            |x| create_limited(x, json!("60/m"))),
+        c(T, "rate limit numbers as strings", "`{\"requests\": \"60\", \"window_s\": \"60\"}`", 400,
+            "invalid_rate_limit", |x| create_limited(x, json!({"requests": "60", "window_s": "60"}))),
+        c(T, "fractional rate limit", "`{\"requests\": 1.5, \"window_s\": 60}`", 400,
+            "invalid_rate_limit", |x| create_limited(x, json!({"requests": 1.5, "window_s": 60}))),
+        c(T, "rate limit as an array", "`\"rate_limit\": [60, 60]`", 400, "invalid_rate_limit",
+            |x| create_limited(x, json!([60, 60]))),
+        c(T, "unknown field in a rate limit", "`{\"requests\": 60, \"window_s\": 60, \"per\": \"minute\"}`",
+            400, "invalid_rate_limit",
+            |x| create_limited(x, json!({"requests": 60, "window_s": 60, "per": "minute"}))),
+        c(T, "limited token mints an unlimited one", "10/m `tokens:write` token, `\"rate_limit\": null`",
+            403, "rate_limit_exceeds_ceiling",
+            |x| create(json!({"name": "n", "tenant": "acme", "rate_limit": null}))
+                .bearer(&x.limited_writer.raw)),
+        c(T, "limited token raises its own limit", "10/m token, `PATCH` itself to 11/m", 403,
+            "rate_limit_exceeds_ceiling", |x| update(&x.limited_writer.id,
+                json!({"rate_limit": {"requests": 11, "window_s": 60}})).bearer(&x.limited_writer.raw)),
+        c(T, "update without a rate limit", "`PATCH /api/v1/mcptokens/{id}` body `{}`", 400,
+            "invalid_rate_limit", |x| update(&x.acme.id, json!({})).bearer(&x.admin)),
+        c(T, "update of another field", "`PATCH …/{id}` body `{\"name\": \"renamed\"}`", 400,
+            "unknown_field", |x| update(&x.acme.id, json!({"name": "renamed"})).bearer(&x.admin)),
+        c(T, "update with a bad limit", "`PATCH …/{id}` with `\"requests\": 0`", 400,
+            "invalid_rate_limit", |x| update(&x.acme.id,
+                json!({"rate_limit": {"requests": 0, "window_s": 60}})).bearer(&x.admin)),
+        c(T, "update of a revoked token", "`PATCH …/{revoked id}`", 409, "token_revoked",
+            |x| update(&x.revoked.id, json!({"rate_limit": null})).bearer(&x.admin)),
+        c(T, "read-only token changes a limit", "`tokens:read` token, `PATCH …/{id}`", 403,
+            "insufficient_scope",
+            |x| update(&x.acme.id, json!({"rate_limit": null})).bearer(&x.reader.raw)),
         c(T, "ceiling violation", "`tokens:write`+`mcp:tools/list` token mints `mcp:*`", 403,
             "scope_exceeds_ceiling",
             |x| create(json!({"name": "n", "tenant": "acme", "scopes": ["mcp:*"]}))
@@ -675,7 +738,27 @@ async fn context(stack: &Stack) -> Ctx {
         revoked,
         expired,
         unknown: mcpgw_token::format::generate().unwrap(),
+        spent: mint(
+            "cat-spent",
+            "acme",
+            json!({"rate_limit": {"requests": 1, "window_s": 3600}}),
+        )
+        .await
+        .unwrap(),
+        limited_writer: mint(
+            "cat-limited-writer",
+            "acme",
+            json!({"scopes": ["tokens:write", "mcp:*"],
+                   "rate_limit": {"requests": 10, "window_s": 60}}),
+        )
+        .await
+        .unwrap(),
     };
+    // Spend the one-an-hour token's unit.
+    let spend = send(stack.ports.gateway, &whoami("/mcp").bearer(&ctx.spent.raw))
+        .await
+        .unwrap();
+    assert_eq!(spend.status, 200, "the limited token's first call");
     // Wait out the expiry (plus a second of clock granularity).
     let left = (expires + 1).saturating_sub(
         SystemTime::now()
