@@ -305,6 +305,14 @@ async fn measure_all(
     let hit = api.mint("bench-hit").await?;
     let valid = format!("Bearer {}", hit.token);
     let invalid = format!("Bearer {}", token_api::bad_checksum(&hit.token)?);
+    // A limit far above what one Envoy serves: every request pays the
+    // limiter's shared-data read and compare-and-swap, none is refused.
+    let limited = api
+        .mint_with(
+            "bench-hit-limited",
+            serde_json::json!({"rate_limit": {"requests": 1_000_000, "window_s": 1}}),
+        )
+        .await?;
 
     // 1. Side-by-side load runs.
     let setup = throughput::Setup {
@@ -320,6 +328,7 @@ async fn measure_all(
         load_core: a.load_core,
         valid: valid.clone(),
         invalid,
+        limited: format!("Bearer {}", limited.token),
     };
     let outcome = throughput::run(&setup).await?;
     report.rows = summary::rows(&outcome.samples);

@@ -184,6 +184,21 @@ impl Report {
             }
         }
         for route in Route::ALL {
+            if let Some(r) = summary::ratio(
+                &self.rows,
+                Variant::CacheHitLimited,
+                Variant::CacheHit,
+                route,
+            ) {
+                let _ = writeln!(
+                    o,
+                    "| cache hit with a rate limit ≥ 0.90 × without ({}) | {r:.2}× | {} |",
+                    route.label(),
+                    verdict(r >= 0.90)
+                );
+            }
+        }
+        for route in Route::ALL {
             if let Some(r) = summary::ratio(&self.rows, Variant::CacheHit, Variant::ExtAuthz, route)
             {
                 let _ = writeln!(
@@ -627,7 +642,7 @@ mod tests {
         );
         assert!(
             o.contains(
-                "- The filter costs 14.0 µs/req above the floor: 10.0 µs for its 10 host calls \
+                "- The filter costs 14.0 µs/req above the floor: 10.0 µs for its 11 host calls \
                  measured together, 4.0 µs in its own wasm code"
             ),
             "{o}"

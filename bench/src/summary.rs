@@ -9,15 +9,19 @@ pub enum Variant {
     NoWasm,
     EmptyWasm,
     CacheHit,
+    /// A cache hit for a token with a rate limit (never reached): the
+    /// limiter's shared-data read and compare-and-swap on every request.
+    CacheHitLimited,
     Negative,
     ExtAuthz,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 6] = [
         Variant::NoWasm,
         Variant::EmptyWasm,
         Variant::CacheHit,
+        Variant::CacheHitLimited,
         Variant::Negative,
         Variant::ExtAuthz,
     ];
@@ -27,6 +31,7 @@ impl Variant {
             Variant::NoWasm => "Envoy, no wasm (ceiling)",
             Variant::EmptyWasm => "empty proxy-wasm filter (floor)",
             Variant::CacheHit => "mcp_auth, cache hit",
+            Variant::CacheHitLimited => "mcp_auth, cache hit, rate-limited token",
             Variant::Negative => "mcp_auth, bad checksum → 401",
             Variant::ExtAuthz => "ext_authz → introspect",
         }

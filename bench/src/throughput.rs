@@ -25,6 +25,8 @@ pub struct Setup<'a> {
     /// `Bearer <active mcp:* token>` and `Bearer <bad checksum token>`.
     pub valid: String,
     pub invalid: String,
+    /// `Bearer <active mcp:* token with a rate limit it never reaches>`.
+    pub limited: String,
 }
 
 /// Resident memory of one Envoy, idle after start and after the runs.
@@ -56,7 +58,7 @@ fn envoy_of(v: Variant) -> usize {
     match v {
         Variant::NoWasm => 0,
         Variant::EmptyWasm => 1,
-        Variant::CacheHit | Variant::Negative => 2,
+        Variant::CacheHit | Variant::CacheHitLimited | Variant::Negative => 2,
         Variant::ExtAuthz => 3,
     }
 }
@@ -112,12 +114,10 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Outcome> {
 }
 
 async fn measure(s: &Setup<'_>, envoys: &[Gateway]) -> anyhow::Result<(Vec<Sample>, u32)> {
-    let auth = |v: Variant| {
-        if v == Variant::Negative {
-            s.invalid.as_str()
-        } else {
-            s.valid.as_str()
-        }
+    let auth = |v: Variant| match v {
+        Variant::Negative => s.invalid.as_str(),
+        Variant::CacheHitLimited => s.limited.as_str(),
+        _ => s.valid.as_str(),
     };
     if !s.warmup.is_zero() {
         eprintln!("bench: warming up every variant for {:?}", s.warmup);

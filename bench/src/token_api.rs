@@ -154,11 +154,22 @@ impl TokenApi {
 
     /// Mints a token of tenant `bench` with `mcp:*`.
     pub async fn mint(&self, name: &str) -> anyhow::Result<Minted> {
+        self.mint_with(name, json!({})).await
+    }
+
+    /// Mints with more create fields (e.g. `rate_limit`).
+    pub async fn mint_with(&self, name: &str, extra: Value) -> anyhow::Result<Minted> {
+        let mut body = json!({"name": name, "tenant": "bench", "scopes": ["mcp:*"]});
+        if let Value::Object(m) = extra {
+            for (k, v) in m {
+                body[k] = v;
+            }
+        }
         let resp = self
             .http
             .post(format!("{}/api/v1/mcptokens", self.url()))
             .bearer_auth(&self.admin_key)
-            .json(&json!({"name": name, "tenant": "bench", "scopes": ["mcp:*"]}))
+            .json(&body)
             .send()
             .await?;
         let status = resp.status();

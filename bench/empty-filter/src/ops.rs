@@ -26,10 +26,17 @@ pub enum Op {
     /// The cache key as the filter computes it: the token's SHA-256 as
     /// bytes. No host call.
     Sha256,
+    /// `proxy_set_property("mcp_auth", <the record of an allowed call>)`:
+    /// the request record, one filter-state value per request.
+    Property,
+    /// A rate-limit slot read and written back with compare-and-swap
+    /// (`proxy_get_shared_data`, `proxy_set_shared_data`): what a request of
+    /// a rate-limited token adds.
+    Shared,
 }
 
 impl Op {
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 11] = [
         Op::HeaderMap,
         Op::Time,
         Op::Metric,
@@ -39,6 +46,8 @@ impl Op {
         Op::Pairs,
         Op::Validate,
         Op::Sha256,
+        Op::Property,
+        Op::Shared,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +61,8 @@ impl Op {
             Op::Pairs => "pairs",
             Op::Validate => "validate",
             Op::Sha256 => "sha256",
+            Op::Property => "property",
+            Op::Shared => "shared",
         }
     }
 }

@@ -23,6 +23,12 @@ extern "C" {
         value: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_call_foreign_function(
         name: *const u8,
         name_size: usize,
@@ -141,10 +147,31 @@ impl HttpContext for Probe {
                 Op::Sha256 => {
                     std::hint::black_box(cache_key(std::hint::black_box(&self.token)));
                 }
+                Op::Property => set_property("mcp_auth", RECORD),
+                Op::Shared => shared_cas(),
             }
         }
         Action::Continue
     }
+}
+
+/// The record the filter writes for an allowed call (filter/src/record.rs).
+const RECORD: &str = r#"{"decision":"allow","cache":"hit","token_id":"tok_01JD0000000000000000000000","token_name":"laptop","tenant":"acme","project":"default","token_sha":"017934fff2d6023c08b4e4c2d7ba2cc46494b3d606eb0ea93583ed0b179586a1","method":"tools/call","name":"whoami"}"#;
+
+fn set_property(name: &str, value: &str) {
+    // SAFETY: pointers and lengths of live slices.
+    unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+}
+
+/// One slot of the filter's rate limiter: read, then write a 17-byte value
+/// back with the version read (filter/src/wasm/worker.rs `admit`).
+fn shared_cas() {
+    const SLOT: &str = "bench_probe.l.slot";
+    let cas = match hostcalls::get_shared_data(SLOT) {
+        Ok((_, cas)) => cas,
+        Err(_) => None,
+    };
+    let _ = hostcalls::set_shared_data(SLOT, Some(&[1u8; 17]), cas);
 }
 
 /// `filter::cache::key_of`: the token's SHA-256 as bytes.
