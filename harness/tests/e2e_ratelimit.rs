@@ -612,3 +612,70 @@ async fn the_access_log_records_every_decision_and_never_a_token() {
         );
     }
 }
+
+/// `envoy/gateway.yaml` rendered with `filters` and `clusters` spliced in.
+fn gateway_with(filters: &str, clusters: &str) -> String {
+    let root = stack::workspace_root();
+    let template = std::fs::read_to_string(root.join("envoy/gateway.yaml")).unwrap();
+    let mut vars = BTreeMap::new();
+    for (i, k) in [
+        "ADMIN_PORT",
+        "LISTEN_PORT",
+        "TOKEN_API_PORT",
+        "ACME_PORT",
+        "GLOBEX_PORT",
+        "SHARED_PORT",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        vars.insert(k, (20_000 + i).to_string());
+    }
+    vars.insert(
+        "FILTER_WASM",
+        stack::filter_wasm().unwrap().display().to_string(),
+    );
+    vars.insert("FILTER_CONFIG", stack::default_filter_config().to_string());
+    vars.insert("ACCESS_LOG", "/dev/null".to_string());
+    vars.insert("EXTRA_HTTP_FILTERS", stack::envoy::indent(filters, 10));
+    vars.insert("EXTRA_CLUSTERS", stack::envoy::indent(clusters, 2));
+    stack::envoy::render(&template, &vars).unwrap()
+}
+
+#[test]
+fn the_rate_limit_examples_pass_envoy_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let envoy = stack::envoy::find_binary().unwrap_or_else(|e| panic!("{e}"));
+    let read = |f: &str| {
+        std::fs::read_to_string(stack::workspace_root().join("envoy/ratelimit").join(f)).unwrap()
+    };
+    let local = read("local.yaml").replace("${LIMITED_TOKEN_ID}", "tok_01JEXAMPLE0000000000000000");
+    let global = read("global.yaml");
+    let cluster = read("global-cluster.yaml").replace("${RATELIMIT_HOST}", "ratelimit.internal");
+    for (name, config) in [
+        ("gateway", gateway_with("", "")),
+        ("local", gateway_with(&local, "")),
+        ("global", gateway_with(&global, &cluster)),
+    ] {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, &config).unwrap();
+        let out = std::process::Command::new(&envoy)
+            .args(["--mode", "validate", "--log-level", "warn", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && log.contains("OK"), "{name}: {log}");
+    }
+    // The service's own configuration names the domain and descriptors the filter sends.
+    let service = read("ratelimit-service.yaml");
+    assert!(service.contains("domain: mcp_gateway") && global.contains("domain: mcp_gateway"));
+    for key in ["token_id", "tenant"] {
+        assert!(service.contains(&format!("key: {key}")), "{key}");
+        assert!(global.contains(&format!("descriptor_key: {key}")), "{key}");
+    }
+}
