@@ -621,7 +621,6 @@ fn gateway_with(filters: &str, clusters: &str) -> String {
     for (i, k) in [
         "ADMIN_PORT",
         "LISTEN_PORT",
-        "TOKEN_API_PORT",
         "ACME_PORT",
         "GLOBEX_PORT",
         "SHARED_PORT",
@@ -636,6 +635,7 @@ fn gateway_with(filters: &str, clusters: &str) -> String {
         stack::filter_wasm().unwrap().display().to_string(),
     );
     vars.insert("FILTER_CONFIG", stack::default_filter_config().to_string());
+    vars.insert("TOKEN_API_ENDPOINTS", stack::envoy::endpoints(&[20_010]));
     vars.insert("ACCESS_LOG", "/dev/null".to_string());
     vars.insert("EXTRA_HTTP_FILTERS", stack::envoy::indent(filters, 10));
     vars.insert("EXTRA_CLUSTERS", stack::envoy::indent(clusters, 2));
