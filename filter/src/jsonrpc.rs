@@ -16,7 +16,7 @@
 //! - A denied batch is refused whole; the error carries the first denied
 //!   request's `id`.
 
-use crate::message::{self, Refusal};
+use crate::message::{self, Reading, Refusal};
 use mcpgw_token::scopes::{self, Scope};
 use serde_json::Value;
 
@@ -84,12 +84,28 @@ pub enum Verdict {
 /// Inspects `body`. `scopes` is `None` when scopes need no check (the body
 /// is read only to verify the headers).
 pub fn inspect(body: &[u8], claimed: Claimed<'_>, scopes: Option<&[Scope]>) -> Verdict {
+    inspect_reading(body, claimed, scopes).0
+}
+
+/// [`inspect`], and the reading of the body when it has one (the list
+/// requests whose answers are filtered come from it).
+pub fn inspect_reading(
+    body: &[u8],
+    claimed: Claimed<'_>,
+    scopes: Option<&[Scope]>,
+) -> (Verdict, Option<Reading>) {
     let reading = match message::read(body) {
         Ok(r) => r,
-        Err(Refusal::Parse(detail)) => return Verdict::ParseError { detail },
-        Err(Refusal::Invalid { detail, id }) => return Verdict::InvalidRequest { detail, id },
+        Err(Refusal::Parse(detail)) => return (Verdict::ParseError { detail }, None),
+        Err(Refusal::Invalid { detail, id }) => {
+            return (Verdict::InvalidRequest { detail, id }, None)
+        }
     };
+    let verdict = verdict(&reading, claimed, scopes);
+    (verdict, Some(reading))
+}
 
+fn verdict(reading: &Reading, claimed: Claimed<'_>, scopes: Option<&[Scope]>) -> Verdict {
     let mut requests = 0usize;
     let mut denied: Option<(String, Value)> = None;
     for msg in reading.messages() {

@@ -56,10 +56,17 @@ pub enum Metric {
     FeedFailures,
     /// Feed answers that said "reset": every cached decision was dropped.
     FeedResets,
+    /// List results rewritten for a token that may not use every item.
+    ListsFiltered,
+    /// Items taken out of list results.
+    ListItemsHidden,
+    /// Answers to list requests withheld (compressed, not JSON, not one
+    /// reading): the client got a JSON-RPC error instead.
+    ListsWithheld,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 25] = [
+    pub const ALL: [Metric; 28] = [
         Metric::Allowed,
         Metric::Bypassed,
         Metric::DeniedMissing,
@@ -85,6 +92,9 @@ impl Metric {
         Metric::FeedPolls,
         Metric::FeedFailures,
         Metric::FeedResets,
+        Metric::ListsFiltered,
+        Metric::ListItemsHidden,
+        Metric::ListsWithheld,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -114,6 +124,9 @@ impl Metric {
             Metric::FeedPolls => "mcp_auth.feed.polls",
             Metric::FeedFailures => "mcp_auth.feed.failures",
             Metric::FeedResets => "mcp_auth.feed.resets",
+            Metric::ListsFiltered => "mcp_auth.lists.filtered",
+            Metric::ListItemsHidden => "mcp_auth.lists.hidden_items",
+            Metric::ListsWithheld => "mcp_auth.lists.withheld",
         }
     }
 }

@@ -8,5 +8,6 @@ pub mod format;
 pub mod headermap;
 pub mod hex;
 pub mod scopes;
+pub mod template;
 pub mod uri;
 pub mod wire;

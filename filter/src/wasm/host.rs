@@ -36,6 +36,7 @@ extern "C" {
 
 const OK: u32 = 0;
 pub const REQUEST_HEADERS: u32 = 0;
+pub const RESPONSE_HEADERS: u32 = 2;
 pub const CALL_RESPONSE_HEADERS: u32 = 6;
 const STREAM_HTTP_REQUEST: u32 = 0;
 
@@ -71,15 +72,23 @@ pub fn remove_request_header(name: &[u8]) -> bool {
 }
 
 pub fn set_request_header(name: &str, value: &str) -> bool {
+    set_header(REQUEST_HEADERS, name, value)
+}
+
+pub fn remove_response_header(name: &[u8]) -> bool {
+    // SAFETY: pointer and length of a live slice.
+    unsafe { proxy_remove_header_map_value(RESPONSE_HEADERS, name.as_ptr(), name.len()) == OK }
+}
+
+pub fn set_response_header(name: &str, value: &str) -> bool {
+    set_header(RESPONSE_HEADERS, name, value)
+}
+
+fn set_header(map: u32, name: &str, value: &str) -> bool {
     // SAFETY: pointers and lengths of live slices.
     unsafe {
-        proxy_replace_header_map_value(
-            REQUEST_HEADERS,
-            name.as_ptr(),
-            name.len(),
-            value.as_ptr(),
-            value.len(),
-        ) == OK
+        proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+            == OK
     }
 }
 

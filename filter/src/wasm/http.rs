@@ -1,6 +1,7 @@
 //! The per-request context.
 
 use super::host::{self, inc, log};
+use super::response;
 use super::worker::{resolve, Worker};
 use crate::cache::{Decision, Grant, Key};
 use crate::config::Config;
@@ -41,6 +42,10 @@ pub(crate) struct Stream {
     pub body_size: usize,
     /// `Mcp-Method` or `Mcp-Name` sent more than once.
     pub repeated_header: Option<&'static str>,
+    /// `Last-Event-ID` sent: a resumed event stream.
+    pub last_event_id: bool,
+    /// The answer holds list results to filter.
+    pub listing: Option<response::Listing>,
 }
 
 pub(crate) type StreamRef = Rc<RefCell<Stream>>;
@@ -170,7 +175,7 @@ impl Http {
     }
 
     /// Checks the buffered body of an allowed request.
-    fn inspect(&mut self, cfg: &Config, grant: &Grant) -> Action {
+    fn inspect(&mut self, cfg: &Config, grant: &Rc<Grant>) -> Action {
         let (size, method, name) = {
             let mut s = self.stream.borrow_mut();
             s.phase = Phase::Idle;
@@ -184,10 +189,14 @@ impl Http {
             method: method.as_deref(),
             name: name.as_deref(),
         };
-        let verdict = jsonrpc::inspect(&body, claimed, request::scopes_to_check(cfg, grant));
+        let (verdict, reading) =
+            jsonrpc::inspect_reading(&body, claimed, request::scopes_to_check(cfg, grant));
         let metric = match &verdict {
             Verdict::Allow => {
                 inc(Metric::Allowed);
+                if let Some(reading) = &reading {
+                    response::plan_body(cfg, grant, &self.stream, reading);
+                }
                 return Action::Continue;
             }
             Verdict::Deny { .. } => Metric::DeniedScope,
@@ -271,6 +280,7 @@ impl HttpContext for Http {
                     s.mcp_method = scan.mcp_method.map(<[u8]>::to_vec);
                     s.mcp_name = scan.mcp_name.map(<[u8]>::to_vec);
                     s.repeated_header = scan.repeated;
+                    s.last_event_id = scan.last_event_id;
                 }
                 self.lookup(&cfg, token)
             }
@@ -303,6 +313,22 @@ impl HttpContext for Http {
         };
         let cfg = self.worker.borrow().cfg.clone();
         self.inspect(&cfg, &grant)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.stream.borrow().listing.is_none() {
+            return Action::Continue;
+        }
+        let cfg = self.worker.borrow().cfg.clone();
+        response::on_headers(&cfg, &self.stream, end_of_stream)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        response::on_body(&self.stream, body_size, end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        response::on_trailers(&self.stream)
     }
 }
 
@@ -350,6 +376,7 @@ pub(crate) fn deliver(cfg: &Config, stream: &StreamRef, outcome: &Outcome, resum
             host::set_request_header(&h.project, &grant.project);
             host::set_request_header(&h.token_id, &grant.token_id);
             host::set_request_header(&h.token_name, &grant.name);
+            response::prepare(cfg, grant, stream);
             host::clear_route_cache();
             {
                 let mut s = stream.borrow_mut();

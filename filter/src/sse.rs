@@ -1,0 +1,288 @@
+//! Server-sent events (WHATWG HTML §9.2) in a byte stream that arrives in
+//! chunks cut anywhere: inside a line, a UTF-8 character, a `\r\n` or the
+//! blank line that ends an event.
+//!
+//! [`Splitter`] hands over each complete event, from its first line to the
+//! end of its blank line, terminators included, so an event it does not
+//! change goes out byte for byte; the rest of a chunk waits for the next one.
+//! Lines end with `\r\n`, `\n` or `\r`; a `\r` at the end of a chunk waits
+//! for the next byte, which may make it a `\r\n`. A byte-order mark at the
+//! start of the stream passes through on its own. An event longer than the
+//! limit is not held: it is reported ([`Input::TooLong`]) and its bytes are
+//! dropped up to its blank line.
+
+/// What the splitter hands over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// A complete event, or at the end of the stream what is left of one.
+    Event(&'a [u8]),
+    /// An event grew past the limit; its bytes are being dropped.
+    TooLong,
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+#[derive(Debug)]
+pub struct Splitter {
+    /// Bytes of the event being read.
+    carry: Vec<u8>,
+    /// Where scanning `carry` goes on, and where its current line starts.
+    scan: usize,
+    line_start: usize,
+    max: usize,
+    /// Past the optional byte-order mark.
+    started: bool,
+    /// Dropping an event that is too long: (at the start of a line, last
+    /// byte was `\r`).
+    skipping: Option<(bool, bool)>,
+}
+
+impl Splitter {
+    /// A splitter holding at most `max` bytes of an incomplete event.
+    pub fn new(max: usize) -> Splitter {
+        Splitter {
+            carry: Vec::new(),
+            scan: 0,
+            line_start: 0,
+            max,
+            started: false,
+            skipping: None,
+        }
+    }
+
+    /// Bytes of an incomplete event held back.
+    pub fn held(&self) -> usize {
+        self.carry.len()
+    }
+
+    /// Gives up the bytes held back (the caller sends them on itself).
+    pub fn take(&mut self) -> Vec<u8> {
+        self.scan = 0;
+        self.line_start = 0;
+        core::mem::take(&mut self.carry)
+    }
+
+    /// Feeds `chunk`; `end`: the stream ends with it. `each` gets every
+    /// event completed and returns its replacement, or `None` to keep it
+    /// (an event over the limit is dropped whatever `each` returns, only its
+    /// replacement goes on). Returns the bytes to send on now.
+    pub fn push(
+        &mut self,
+        chunk: &[u8],
+        end: bool,
+        each: &mut dyn FnMut(Input<'_>) -> Option<Vec<u8>>,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut chunk = chunk;
+        if self.skipping.is_some() {
+            chunk = self.skip(chunk);
+        }
+        self.carry.extend_from_slice(chunk);
+        if !self.started {
+            if self.carry.starts_with(BOM) {
+                out.extend_from_slice(BOM);
+                self.carry.drain(..BOM.len());
+            } else if BOM.starts_with(&self.carry) && !end {
+                // Too short to tell yet.
+                return out;
+            }
+            self.started = true;
+        }
+        loop {
+            match self.event_end(end) {
+                Some(len) => {
+                    // However it was cut, an event over the limit is one.
+                    let input = if len > self.max {
+                        Input::TooLong
+                    } else {
+                        Input::Event(&self.carry[..len])
+                    };
+                    let replaced = each(input);
+                    let replaced = match (replaced, input) {
+                        (None, Input::TooLong) => Some(Vec::new()),
+                        (r, _) => r,
+                    };
+                    match replaced {
+                        Some(r) => out.extend_from_slice(&r),
+                        None => out.extend_from_slice(&self.carry[..len]),
+                    }
+                    self.carry.drain(..len);
+                    self.scan = 0;
+                    self.line_start = 0;
+                }
+                None => break,
+            }
+        }
+        if end && !self.carry.is_empty() && self.carry.len() <= self.max {
+            let replaced = each(Input::Event(&self.carry));
+            match replaced {
+                Some(r) => out.extend_from_slice(&r),
+                None => out.extend_from_slice(&self.carry),
+            }
+            self.carry.clear();
+        } else if self.carry.len() > self.max {
+            if let Some(r) = each(Input::TooLong) {
+                out.extend_from_slice(&r);
+            }
+            // Where the dropped event stands: a line may have ended.
+            let after_cr = self.carry.last() == Some(&b'\r');
+            let at_line_start = self.line_start == self.carry.len() || after_cr;
+            self.carry.clear();
+            self.scan = 0;
+            self.line_start = 0;
+            self.skipping = Some((at_line_start, after_cr));
+        }
+        out
+    }
+
+    /// Length of the first complete event in `carry`, scanning on from
+    /// where the last call stopped.
+    fn event_end(&mut self, end: bool) -> Option<usize> {
+        let c = &self.carry;
+        let mut i = self.scan;
+        while i < c.len() {
+            let term = match c[i] {
+                b'\n' => 1,
+                b'\r' => match c.get(i + 1) {
+                    Some(b'\n') => 2,
+                    Some(_) => 1,
+                    None if end => 1,
+                    None => {
+                        self.scan = i;
+                        return None;
+                    }
+                },
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let blank = i == self.line_start;
+            i += term;
+            if blank {
+                return Some(i);
+            }
+            self.line_start = i;
+        }
+        self.scan = i;
+        None
+    }
+
+    /// Drops bytes of a too-long event up to its blank line; returns the rest.
+    fn skip<'c>(&mut self, chunk: &'c [u8]) -> &'c [u8] {
+        let Some((mut at_start, mut after_cr)) = self.skipping else {
+            return chunk;
+        };
+        for (i, &b) in chunk.iter().enumerate() {
+            match b {
+                b'\n' if after_cr => after_cr = false,
+                b'\n' | b'\r' if at_start => {
+                    self.skipping = None;
+                    // A `\n` right after this `\r` is an empty line of its
+                    // own to an event reader: harmless.
+                    return &chunk[i + 1..];
+                }
+                b'\n' => at_start = true,
+                b'\r' => {
+                    at_start = true;
+                    after_cr = true;
+                }
+                _ => {
+                    at_start = false;
+                    after_cr = false;
+                }
+            }
+        }
+        self.skipping = Some((at_start, after_cr));
+        &[]
+    }
+}
+
+/// The lines of an event with their terminators.
+fn lines(event: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut rest = event;
+    core::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .unwrap_or(rest.len());
+        let term = match (rest.get(end), rest.get(end + 1)) {
+            (Some(b'\r'), Some(b'\n')) => 2,
+            (Some(_), _) => 1,
+            (None, _) => 0,
+        };
+        let (line, after) = rest.split_at(end);
+        let (term, after) = after.split_at(term);
+        rest = after;
+        Some((line, term))
+    })
+}
+
+/// A `data` line's value, or `None` for any other line.
+fn data_value(line: &[u8]) -> Option<&[u8]> {
+    let (name, value) = match line.iter().position(|&b| b == b':') {
+        Some(0) => return None, // a comment
+        Some(colon) => (&line[..colon], &line[colon + 1..]),
+        None => (line, &line[line.len()..]),
+    };
+    (name == b"data").then(|| value.strip_prefix(b" ").unwrap_or(value))
+}
+
+/// The data of an event: its `data` lines joined with `\n`; `None` when it
+/// has no `data` line.
+pub fn data(event: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    for (line, _) in lines(event) {
+        if let Some(value) = data_value(line) {
+            match &mut out {
+                Some(d) => {
+                    d.push(b'\n');
+                    d.extend_from_slice(value);
+                }
+                None => out = Some(value.to_vec()),
+            }
+        }
+    }
+    out
+}
+
+/// `event` with its `data` lines replaced by `data` (a `data:` line per line
+/// of it, where the first one was, with its terminator); every other line
+/// as it was.
+pub fn with_data(event: &[u8], data: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(event.len());
+    let mut written = false;
+    for (line, term) in lines(event) {
+        if data_value(line).is_none() {
+            out.extend_from_slice(line);
+            out.extend_from_slice(term);
+            continue;
+        }
+        if written {
+            continue;
+        }
+        written = true;
+        let term = if term.is_empty() {
+            b"\n".as_slice()
+        } else {
+            term
+        };
+        for part in data.split('\n') {
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(part.as_bytes());
+            out.extend_from_slice(term);
+        }
+    }
+    out
+}
+
+/// A new event carrying `data`.
+pub fn event(data: &str) -> Vec<u8> {
+    with_data(b"data:\n\n", data)
+}
+
+#[cfg(test)]
+mod tests;
