@@ -607,10 +607,24 @@ impl Answer {
             Body::Json if !end => Chunk::Hold,
             Body::Json => {
                 self.done = true;
-                match rewrite(bytes, &mut self.plan, scopes, &mut self.counts) {
-                    Ok(Rewrite::Unchanged) => Chunk::Keep,
-                    Ok(Rewrite::Changed(new)) => Chunk::Replace(new.into_bytes()),
-                    Err(Fault(why)) => self.withhold(&why),
+                let lists = self.counts.lists;
+                let rewritten = rewrite(bytes, &mut self.plan, scopes, &mut self.counts);
+                // A list answer under another id spelling was filtered by shape.
+                let missing = self
+                    .plan
+                    .pending
+                    .first()
+                    .filter(|_| self.counts.lists == lists)
+                    .map(|(_, list)| *list);
+                match (rewritten, missing) {
+                    (Err(Fault(why)), _) => self.withhold(&why),
+                    // A whole JSON answer without the list answer: garbled.
+                    (Ok(_), Some(list)) => {
+                        let why = format!("the answer holds no answer to {}", list.method());
+                        self.withhold(&why)
+                    }
+                    (Ok(Rewrite::Unchanged), None) => Chunk::Keep,
+                    (Ok(Rewrite::Changed(new)), None) => Chunk::Replace(new.into_bytes()),
                 }
             }
             Body::Events => self.events(bytes, end, scopes),

@@ -24,6 +24,7 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
     fn proxy_call_foreign_function(
         name: *const u8,
         name_size: usize,
@@ -39,6 +40,7 @@ pub const REQUEST_HEADERS: u32 = 0;
 pub const RESPONSE_HEADERS: u32 = 2;
 pub const CALL_RESPONSE_HEADERS: u32 = 6;
 const STREAM_HTTP_REQUEST: u32 = 0;
+const STREAM_HTTP_RESPONSE: u32 = 1;
 
 /// Takes ownership of a buffer the host allocated through the SDK's
 /// `proxy_on_memory_allocate` (a boxed slice of exactly `size` bytes).
@@ -96,6 +98,13 @@ fn set_header(map: u32, name: &str, value: &str) -> bool {
 pub fn resume_request() -> bool {
     // SAFETY: no pointers.
     unsafe { proxy_continue_stream(STREAM_HTTP_REQUEST) == OK }
+}
+
+/// Resets the stream of the effective context (the SDK's wrapper panics on
+/// an unexpected status).
+pub fn reset_response() -> bool {
+    // SAFETY: no pointers.
+    unsafe { proxy_close_stream(STREAM_HTTP_RESPONSE) == OK }
 }
 
 /// Makes Envoy pick the route again on the new routing headers. Older hosts

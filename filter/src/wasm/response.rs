@@ -151,7 +151,7 @@ pub(crate) fn on_body(stream: &StreamRef, body_size: usize, end_of_stream: bool)
                     LogLevel::Error,
                     "mcp_auth: cannot replace a list answer; resetting the stream",
                 );
-                let _ = hostcalls::reset_http_response();
+                host::reset_response();
                 return Action::Pause;
             }
             Action::Continue
