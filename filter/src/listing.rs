@@ -673,9 +673,10 @@ impl Answer {
             }
             Some(out)
         });
-        if !self.plan.open() {
+        if !self.plan.open() && !self.events.skipping() {
             // Every list answer is out: the rest of the stream, from the
-            // start of the event being read, passes untouched.
+            // start of the event being read, passes untouched (but never the
+            // rest of an event dropped for its length).
             out.extend(self.events.take());
             self.done = true;
         }

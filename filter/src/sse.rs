@@ -55,6 +55,11 @@ impl Splitter {
         self.carry.len()
     }
 
+    /// Dropping the rest of an event over the limit.
+    pub fn skipping(&self) -> bool {
+        self.skipping.is_some()
+    }
+
     /// Gives up the bytes held back (the caller sends them on itself).
     pub fn take(&mut self) -> Vec<u8> {
         self.scan = 0;

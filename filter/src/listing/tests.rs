@@ -552,3 +552,22 @@ proptest! {
         prop_assert_eq!(listed, callable);
     }
 }
+
+#[test]
+fn the_tail_of_a_dropped_event_never_goes_out() {
+    // The list answer is longer than the limit and arrives in two chunks:
+    // the first overflows, the rest must be dropped too, not passed.
+    let s = scopes(WHOAMI_ONLY);
+    let list = answer(json!(1), json!({"tools": [tool("whoami"), tool("wipe_tenant")]}));
+    let stream = format!("data: {list}\n\ndata: after\n\n");
+    let cut = stream.find("wipe_tenant").unwrap() - 5;
+    for max in [20, 60, cut - 1] {
+        let mut a = Answer::new(plan_for(&tools_list(json!(1)), WHOAMI_ONLY).unwrap(), Body::Events, max);
+        let (head, tail) = stream.as_bytes().split_at(cut);
+        let mut out = apply(a.chunk(head, false, &s), head);
+        out.extend(apply(a.chunk(tail, true, &s), tail));
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("wipe_tenant"), "max {max}: {out}");
+        assert!(out.ends_with("data: after\n\n"), "max {max}: {out}");
+    }
+}
