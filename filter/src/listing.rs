@@ -162,7 +162,8 @@ impl Plan {
         !self.pending.is_empty()
     }
 
-    /// Whether events after now may still need a rewrite (by id or by shape).
+    /// Whether an event the filter cannot read may still hold a list answer
+    /// (one is awaited, or the requests are not known).
     pub fn open(&self) -> bool {
         self.waiting() || self.requests.is_empty()
     }
@@ -329,6 +330,23 @@ pub struct Counts {
 /// Rewrites one JSON-RPC payload (a message or a batch of them): the body of
 /// a JSON answer, or the data of one event.
 pub fn rewrite(
+    payload: &[u8],
+    plan: &mut Plan,
+    scopes: &[Scope],
+    counts: &mut Counts,
+) -> Result<Rewrite, Fault> {
+    // A refused payload answers nothing: its list requests still wait.
+    let pending = plan.pending.clone();
+    let mut tally = *counts;
+    let result = rewrite_payload(payload, plan, scopes, &mut tally);
+    match result {
+        Ok(_) => *counts = tally,
+        Err(_) => plan.pending = pending,
+    }
+    result
+}
+
+fn rewrite_payload(
     payload: &[u8],
     plan: &mut Plan,
     scopes: &[Scope],
@@ -645,11 +663,11 @@ impl Answer {
             max,
             ..
         } = self;
-        let mut out = events.push(bytes, end, &mut |input| {
-            if !plan.open() {
-                return None;
-            }
+        let out = events.push(bytes, end, &mut |input| {
             let why = match input {
+                // Once every list request of the body got its answer, an
+                // event too long to hold is not checked: it goes on.
+                Input::TooLong if !plan.open() => return None,
                 Input::TooLong => format!("an event of the answer is longer than {max} bytes"),
                 Input::Event(event) => {
                     let Some(data) = sse::data(event).filter(|d| !d.trim_ascii().is_empty()) else {
@@ -658,6 +676,8 @@ impl Answer {
                     match rewrite(&data, plan, scopes, counts) {
                         Ok(Rewrite::Unchanged) => return None,
                         Ok(Rewrite::Changed(new)) => return Some(sse::with_data(event, &new)),
+                        // Likewise an event it cannot read.
+                        Err(_) if !plan.open() => return None,
                         Err(Fault(why)) => why,
                     }
                 }
@@ -673,13 +693,6 @@ impl Answer {
             }
             Some(out)
         });
-        if !self.plan.open() && !self.events.skipping() {
-            // Every list answer is out: the rest of the stream, from the
-            // start of the event being read, passes untouched (but never the
-            // rest of an event dropped for its length).
-            out.extend(self.events.take());
-            self.done = true;
-        }
         if out == bytes {
             Chunk::Keep
         } else {

@@ -9,7 +9,8 @@
 //! for the next byte, which may make it a `\r\n`. A byte-order mark at the
 //! start of the stream passes through on its own. An event longer than the
 //! limit is not held: it is reported ([`Input::TooLong`]) and its bytes are
-//! dropped up to its blank line.
+//! dropped up to its blank line, or passed on as they come when the caller
+//! lets it go on.
 
 /// What the splitter hands over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,19 @@ pub enum Input<'a> {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Where a splitter stands in an event over the limit.
+#[derive(Debug, Clone, Copy)]
+struct Passing {
+    at_line_start: bool,
+    /// The last byte was a `\r`.
+    after_cr: bool,
+    /// Its bytes go on as they are (else they are dropped).
+    keep: bool,
+    /// Its blank line ended with a `\r` at the end of a chunk: a `\n`
+    /// first in the next one still belongs to it.
+    closing: bool,
+}
+
 #[derive(Debug)]
 pub struct Splitter {
     /// Bytes of the event being read.
@@ -32,9 +46,8 @@ pub struct Splitter {
     max: usize,
     /// Past the optional byte-order mark.
     started: bool,
-    /// Dropping an event that is too long: (at the start of a line, last
-    /// byte was `\r`).
-    skipping: Option<(bool, bool)>,
+    /// In an event over the limit, not held: up to its blank line.
+    long: Option<Passing>,
 }
 
 impl Splitter {
@@ -46,7 +59,7 @@ impl Splitter {
             line_start: 0,
             max,
             started: false,
-            skipping: None,
+            long: None,
         }
     }
 
@@ -57,7 +70,7 @@ impl Splitter {
 
     /// Dropping the rest of an event over the limit.
     pub fn skipping(&self) -> bool {
-        self.skipping.is_some()
+        self.long.is_some_and(|l| !l.keep)
     }
 
     /// Gives up the bytes held back (the caller sends them on itself).
@@ -68,9 +81,9 @@ impl Splitter {
     }
 
     /// Feeds `chunk`; `end`: the stream ends with it. `each` gets every
-    /// event completed and returns its replacement, or `None` to keep it
-    /// (an event over the limit is dropped whatever `each` returns, only its
-    /// replacement goes on). Returns the bytes to send on now.
+    /// event completed, and [`Input::TooLong`] for one over the limit, and
+    /// returns its replacement, or `None` to let it go on as it is. Returns
+    /// the bytes to send on now.
     pub fn push(
         &mut self,
         chunk: &[u8],
@@ -79,8 +92,8 @@ impl Splitter {
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(chunk.len());
         let mut chunk = chunk;
-        if self.skipping.is_some() {
-            chunk = self.skip(chunk);
+        if self.long.is_some() {
+            chunk = self.pass_long(chunk, &mut out);
         }
         self.carry.extend_from_slice(chunk);
         if !self.started {
@@ -93,49 +106,52 @@ impl Splitter {
             }
             self.started = true;
         }
-        loop {
-            match self.event_end(end) {
-                Some(len) => {
-                    // However it was cut, an event over the limit is one.
-                    let input = if len > self.max {
-                        Input::TooLong
-                    } else {
-                        Input::Event(&self.carry[..len])
-                    };
-                    let replaced = each(input);
-                    let replaced = match (replaced, input) {
-                        (None, Input::TooLong) => Some(Vec::new()),
-                        (r, _) => r,
-                    };
-                    match replaced {
-                        Some(r) => out.extend_from_slice(&r),
-                        None => out.extend_from_slice(&self.carry[..len]),
-                    }
-                    self.carry.drain(..len);
-                    self.scan = 0;
-                    self.line_start = 0;
-                }
-                None => break,
+        while let Some(len) = self.event_end(end) {
+            // However it was cut, an event over the limit is one.
+            let input = if len > self.max {
+                Input::TooLong
+            } else {
+                Input::Event(&self.carry[..len])
+            };
+            match each(input) {
+                Some(r) => out.extend_from_slice(&r),
+                None => out.extend_from_slice(&self.carry[..len]),
             }
+            self.carry.drain(..len);
+            self.scan = 0;
+            self.line_start = 0;
         }
-        if end && !self.carry.is_empty() && self.carry.len() <= self.max {
-            let replaced = each(Input::Event(&self.carry));
+        if self.carry.is_empty() {
+            return out;
+        }
+        if self.carry.len() > self.max {
+            let replaced = each(Input::TooLong);
+            let keep = replaced.is_none();
             match replaced {
                 Some(r) => out.extend_from_slice(&r),
                 None => out.extend_from_slice(&self.carry),
             }
-            self.carry.clear();
-        } else if self.carry.len() > self.max {
-            if let Some(r) = each(Input::TooLong) {
-                out.extend_from_slice(&r);
-            }
-            // Where the dropped event stands: a line may have ended.
+            // Where the event stands: a line may have ended, or the event,
+            // with a `\r` that a `\n` may still follow.
+            let len = self.carry.len();
             let after_cr = self.carry.last() == Some(&b'\r');
-            let at_line_start = self.line_start == self.carry.len() || after_cr;
+            let closing = after_cr && self.line_start == len - 1;
+            let at_line_start = self.line_start == len || after_cr;
             self.carry.clear();
             self.scan = 0;
             self.line_start = 0;
-            self.skipping = Some((at_line_start, after_cr));
+            self.long = Some(Passing {
+                at_line_start,
+                after_cr,
+                keep,
+                closing,
+            });
+        } else if end {
+            match each(Input::Event(&self.carry)) {
+                Some(r) => out.extend_from_slice(&r),
+                None => out.extend_from_slice(&self.carry),
+            }
+            self.carry.clear();
         }
         out
     }
@@ -173,33 +189,45 @@ impl Splitter {
         None
     }
 
-    /// Drops bytes of a too-long event up to its blank line; returns the rest.
-    fn skip<'c>(&mut self, chunk: &'c [u8]) -> &'c [u8] {
-        let Some((mut at_start, mut after_cr)) = self.skipping else {
+    /// The bytes of an event over the limit, up to its blank line, go on
+    /// (or are dropped when it was replaced); returns the rest of `chunk`.
+    fn pass_long<'c>(&mut self, chunk: &'c [u8], out: &mut Vec<u8>) -> &'c [u8] {
+        let Some(mut p) = self.long else {
             return chunk;
         };
+        let mut ended = None;
+        if p.closing {
+            ended = Some(usize::from(chunk.first() == Some(&b'\n')));
+        }
         for (i, &b) in chunk.iter().enumerate() {
+            if ended.is_some() {
+                break;
+            }
             match b {
-                b'\n' if after_cr => after_cr = false,
-                b'\n' | b'\r' if at_start => {
-                    self.skipping = None;
-                    // A `\n` right after this `\r` is an empty line of its
-                    // own to an event reader: harmless.
-                    return &chunk[i + 1..];
-                }
-                b'\n' => at_start = true,
+                b'\n' if p.after_cr => p.after_cr = false,
+                b'\n' if p.at_line_start => ended = Some(i + 1),
+                b'\r' if p.at_line_start => match chunk.get(i + 1) {
+                    Some(b'\n') => ended = Some(i + 2),
+                    Some(_) => ended = Some(i + 1),
+                    None => p.closing = true,
+                },
+                b'\n' => p.at_line_start = true,
                 b'\r' => {
-                    at_start = true;
-                    after_cr = true;
+                    p.at_line_start = true;
+                    p.after_cr = true;
                 }
                 _ => {
-                    at_start = false;
-                    after_cr = false;
+                    p.at_line_start = false;
+                    p.after_cr = false;
                 }
             }
         }
-        self.skipping = Some((at_start, after_cr));
-        &[]
+        let upto = ended.unwrap_or(chunk.len());
+        if p.keep {
+            out.extend_from_slice(&chunk[..upto]);
+        }
+        self.long = if ended.is_some() { None } else { Some(p) };
+        &chunk[upto..]
     }
 }
 
@@ -256,11 +284,18 @@ pub fn data(event: &[u8]) -> Option<Vec<u8>> {
 
 /// `event` with its `data` lines replaced by `data` (a `data:` line per line
 /// of it, where the first one was, with its terminator); every other line
-/// as it was.
+/// as it was. A lone `\r` ending a line becomes `\n`: with the lines
+/// between gone, it could meet the `\n` of the blank line and read as one
+/// `\r\n`, joining this event to the next.
 pub fn with_data(event: &[u8], data: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(event.len());
     let mut written = false;
     for (line, term) in lines(event) {
+        let term = if term == b"\r" {
+            b"\n".as_slice()
+        } else {
+            term
+        };
         if data_value(line).is_none() {
             out.extend_from_slice(line);
             out.extend_from_slice(term);

@@ -451,7 +451,6 @@ fn only_the_list_event_of_a_stream_is_rewritten() {
     let mut a = answer_for(&tools_list(json!(1)), Body::Events);
     let out = feed(&mut a, &[stream.as_bytes()]).concat();
     assert_eq!(String::from_utf8(out).unwrap(), want);
-    assert!(a.done());
 
     // Split at every byte: the events before the list answer go out as
     // soon as they are complete, the same bytes in the end.
@@ -506,7 +505,7 @@ fn an_event_past_the_limit_is_withheld_while_a_list_is_awaited() {
     let out = apply(a.chunk(big.as_bytes(), false, &s), big.as_bytes());
     let e: Value = serde_json::from_slice(sse::data(&out).unwrap().as_slice()).unwrap();
     assert_eq!(e["id"], 1);
-    assert!(a.done(), "the list request got its answer: an error");
+    // The list request got its answer (an error): a long event goes on.
     assert_eq!(a.chunk(big.as_bytes(), true, &s), Chunk::Keep);
 }
 
@@ -558,11 +557,18 @@ fn the_tail_of_a_dropped_event_never_goes_out() {
     // The list answer is longer than the limit and arrives in two chunks:
     // the first overflows, the rest must be dropped too, not passed.
     let s = scopes(WHOAMI_ONLY);
-    let list = answer(json!(1), json!({"tools": [tool("whoami"), tool("wipe_tenant")]}));
+    let list = answer(
+        json!(1),
+        json!({"tools": [tool("whoami"), tool("wipe_tenant")]}),
+    );
     let stream = format!("data: {list}\n\ndata: after\n\n");
     let cut = stream.find("wipe_tenant").unwrap() - 5;
     for max in [20, 60, cut - 1] {
-        let mut a = Answer::new(plan_for(&tools_list(json!(1)), WHOAMI_ONLY).unwrap(), Body::Events, max);
+        let mut a = Answer::new(
+            plan_for(&tools_list(json!(1)), WHOAMI_ONLY).unwrap(),
+            Body::Events,
+            max,
+        );
         let (head, tail) = stream.as_bytes().split_at(cut);
         let mut out = apply(a.chunk(head, false, &s), head);
         out.extend(apply(a.chunk(tail, true, &s), tail));
@@ -570,4 +576,33 @@ fn the_tail_of_a_dropped_event_never_goes_out() {
         assert!(!out.contains("wipe_tenant"), "max {max}: {out}");
         assert!(out.ends_with("data: after\n\n"), "max {max}: {out}");
     }
+}
+
+#[test]
+fn a_refused_list_event_is_answered_with_an_error_not_passed() {
+    // The answer names the awaited id, then turns out unreadable (a second
+    // "tools"): the event must not go on as "already answered".
+    let stream = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[],\"tools\":[{\"name\":\"wipe\"}]}}\n\ndata: after\n\n";
+    let mut a = answer_for(&tools_list(json!(1)), Body::Events);
+    let out = String::from_utf8(feed(&mut a, &[stream.as_bytes()]).concat()).unwrap();
+    assert!(!out.contains("wipe"), "{out}");
+    let first = out
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .trim_start_matches("data: ");
+    let e: Value = serde_json::from_str(first).unwrap();
+    assert_eq!(
+        (e["id"].clone(), e["error"]["code"].clone()),
+        (json!(1), json!(INTERNAL_ERROR))
+    );
+    assert!(out.ends_with("data: after\n\n"), "{out}");
+    assert_eq!(
+        a.counts,
+        Counts {
+            lists: 0,
+            hidden: 0,
+            withheld: 1
+        }
+    );
 }

@@ -134,3 +134,84 @@ fn a_too_long_event_is_reported_and_dropped_to_its_blank_line() {
         assert_eq!(out, b"XXX", "cut {cut}");
     }
 }
+
+#[test]
+fn a_too_long_event_let_through_goes_on_byte_for_byte() {
+    let stream: &[u8] =
+        b"data: short\n\ndata: 0123456789012345678901234567890123456789\r\n\r\ndata: next\n\n";
+    for cut in 0..=stream.len() {
+        let mut s = Splitter::new(20);
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        for (c, end) in [(&stream[..cut], false), (&stream[cut..], true)] {
+            out.extend(s.push(c, end, &mut |i| {
+                seen.push(matches!(i, Input::TooLong));
+                None
+            }));
+        }
+        assert_eq!(out, stream, "cut {cut}");
+        assert_eq!(seen, [false, true, false], "cut {cut}");
+    }
+}
+
+#[test]
+fn too_long_events_end_where_readers_end_them_with_any_line_ends() {
+    for nl in ["\n", "\r", "\r\n"] {
+        let stream = format!(
+            "data: short{nl}{nl}data: 0123456789{nl}data: 0123456789012345678901234567890123456789{nl}{nl}data: next{nl}{nl}"
+        );
+        let stream = stream.as_bytes();
+        for keep in [true, false] {
+            for cut in 0..=stream.len() {
+                let mut s = Splitter::new(20);
+                let mut seen = Vec::new();
+                let mut out = Vec::new();
+                for (c, end) in [(&stream[..cut], false), (&stream[cut..], true)] {
+                    out.extend(s.push(c, end, &mut |i| {
+                        seen.push(match i {
+                            Input::Event(e) => String::from_utf8_lossy(e).into_owned(),
+                            Input::TooLong => "<too long>".into(),
+                        });
+                        (!keep && matches!(i, Input::TooLong)).then(|| b"X".to_vec())
+                    }));
+                }
+                let next = format!("data: next{nl}{nl}");
+                let short = format!("data: short{nl}{nl}");
+                assert_eq!(
+                    seen,
+                    [short.as_str(), "<too long>", next.as_str()],
+                    "{nl:?} cut {cut}"
+                );
+                if keep {
+                    assert_eq!(out, stream, "{nl:?} cut {cut}");
+                } else {
+                    assert_eq!(
+                        out,
+                        format!("{short}X{next}").as_bytes(),
+                        "{nl:?} cut {cut}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_rewritten_event_never_runs_into_the_next() {
+    // `x\r` then a data line then the blank `\n`: dropping the data line
+    // must not leave `x\r\n`, which reads as one line end.
+    let e = b"data: a\rx: 1\rdata: b\n\n";
+    let out = with_data(e, "new");
+    let mut s = Splitter::new(100);
+    let mut n = 0;
+    s.push(
+        &[out.as_slice(), b"data: next\n\n"].concat(),
+        true,
+        &mut |_| {
+            n += 1;
+            None
+        },
+    );
+    assert_eq!(n, 2, "{:?}", String::from_utf8_lossy(&out));
+    assert_eq!(data(&out).unwrap(), b"new");
+}
