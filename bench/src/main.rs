@@ -6,6 +6,7 @@
 mod callouts;
 mod envoy_config;
 mod gateway;
+mod lists;
 mod load;
 mod pin;
 mod probe;
@@ -392,7 +393,23 @@ async fn measure_all(
         report.callouts.push((workers, bursts));
     }
 
-    // 5. Where the cache hit's time goes, when it misses its target.
+    // 5. tools/list answers filtered for a restricted token vs mcp:*.
+    let setup = lists::Setup {
+        tool,
+        common: &common,
+        api,
+        work_dir: work,
+        filter_config: filter_config(POLL_MS),
+        connections: a.connections,
+        duration: Duration::from_secs(a.duration),
+        warmup: Duration::from_secs(a.warmup),
+        rounds: a.rounds,
+        envoy_core: a.envoy_core,
+        load_core: a.load_core,
+    };
+    report.lists = Some(lists::run(&setup).await?);
+
+    // 6. Where the cache hit's time goes, when it misses its target.
     let below = report
         .hit_over_empty(Route::Direct)
         .is_some_and(|r| r < 0.90);

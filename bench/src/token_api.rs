@@ -154,11 +154,16 @@ impl TokenApi {
 
     /// Mints a token of tenant `bench` with `mcp:*`.
     pub async fn mint(&self, name: &str) -> anyhow::Result<Minted> {
+        self.mint_scoped(name, &["mcp:*"]).await
+    }
+
+    /// Mints a token of tenant `bench` with `scopes`.
+    pub async fn mint_scoped(&self, name: &str, scopes: &[&str]) -> anyhow::Result<Minted> {
         let resp = self
             .http
             .post(format!("{}/api/v1/mcptokens", self.url()))
             .bearer_auth(&self.admin_key)
-            .json(&json!({"name": name, "tenant": "bench", "scopes": ["mcp:*"]}))
+            .json(&json!({"name": name, "tenant": "bench", "scopes": scopes}))
             .send()
             .await?;
         let status = resp.status();
