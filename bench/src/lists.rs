@@ -222,7 +222,7 @@ async fn measure(
     let mut out: Vec<Variant> = variants
         .iter()
         .map(|(label, _)| Variant {
-            label: *label,
+            label,
             runs: Vec::new(),
         })
         .collect();

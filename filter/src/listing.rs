@@ -670,9 +670,7 @@ impl Answer {
                 Input::TooLong if !plan.open() => return None,
                 Input::TooLong => format!("an event of the answer is longer than {max} bytes"),
                 Input::Event(event) => {
-                    let Some(data) = sse::data(event).filter(|d| !d.trim_ascii().is_empty()) else {
-                        return None;
-                    };
+                    let data = sse::data(event).filter(|d| !d.trim_ascii().is_empty())?;
                     match rewrite(&data, plan, scopes, counts) {
                         Ok(Rewrite::Unchanged) => return None,
                         Ok(Rewrite::Changed(new)) => return Some(sse::with_data(event, &new)),

@@ -65,6 +65,10 @@ pub(crate) fn plan_body(cfg: &Config, grant: &Rc<Grant>, stream: &StreamRef, rea
         return;
     };
     let mut s = stream.borrow_mut();
+    if s.last_event_id {
+        // Planned by shape already: a resumed stream may answer anything.
+        return;
+    }
     if let Some(plan) = Plan::for_body(reading, visibility) {
         s.listing = Some(Listing::Planned(plan, grant.clone()));
     }
