@@ -102,7 +102,7 @@ impl Visibility {
     }
 
     pub fn whole(&self, list: List) -> bool {
-        self.whole[list as usize]
+        self.whole.get(list as usize).copied().unwrap_or(false)
     }
 
     /// Every list whole: nothing to filter, ever.
@@ -267,7 +267,7 @@ impl<'a> Members<'a> {
     /// Refuses duplicate keys and keys that read as one of `keys` they are not.
     fn check(&self, keys: &[&'static str], place: &str) -> Result<(), Fault> {
         for (i, (key, _)) in self.0.iter().enumerate() {
-            if self.0[..i].iter().any(|(k, _)| k == key) {
+            if self.0.iter().take(i).any(|(k, _)| k == key) {
                 return Err(fault(format!(
                     "key {key:?} appears twice in {place}; JSON parsers disagree on which one counts"
                 )));
@@ -510,13 +510,11 @@ fn visible(list: List, item: &RawValue, scopes: &[Scope]) -> Result<bool, Fault>
 
 /// Parses a content type's media type (no parameters), lowercase.
 pub fn media_type(content_type: &[u8]) -> String {
-    let end = content_type
-        .iter()
-        .position(|&b| b == b';')
-        .unwrap_or(content_type.len());
-    String::from_utf8_lossy(&content_type[..end])
-        .trim()
-        .to_ascii_lowercase()
+    let media = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default();
+    String::from_utf8_lossy(media).trim().to_ascii_lowercase()
 }
 
 /// How the filter treats the body of an answer it must check.
@@ -682,11 +680,12 @@ impl Answer {
             };
             counts.withheld += 1;
             let errors = plan.withhold_pending(&why);
+            let (first, rest) = errors.split_first()?;
             let mut out = match input {
-                Input::Event(event) => sse::with_data(event, &errors[0]),
-                Input::TooLong => sse::event(&errors[0]),
+                Input::Event(event) => sse::with_data(event, first),
+                Input::TooLong => sse::event(first),
             };
-            for e in &errors[1..] {
+            for e in rest {
                 out.extend(sse::event(e));
             }
             Some(out)

@@ -107,17 +107,18 @@ impl Splitter {
             self.started = true;
         }
         while let Some(len) = self.event_end(end) {
+            let event = self.carry.get(..len).unwrap_or_default();
             // However it was cut, an event over the limit is one.
             let input = if len > self.max {
                 Input::TooLong
             } else {
-                Input::Event(&self.carry[..len])
+                Input::Event(event)
             };
             match each(input) {
                 Some(r) => out.extend_from_slice(&r),
-                None => out.extend_from_slice(&self.carry[..len]),
+                None => out.extend_from_slice(event),
             }
-            self.carry.drain(..len);
+            self.carry.drain(..len.min(self.carry.len()));
             self.scan = 0;
             self.line_start = 0;
         }
@@ -161,8 +162,8 @@ impl Splitter {
     fn event_end(&mut self, end: bool) -> Option<usize> {
         let c = &self.carry;
         let mut i = self.scan;
-        while i < c.len() {
-            let term = match c[i] {
+        while let Some(&b) = c.get(i) {
+            let term = match b {
                 b'\n' => 1,
                 b'\r' => match c.get(i + 1) {
                     Some(b'\n') => 2,
@@ -222,12 +223,12 @@ impl Splitter {
                 }
             }
         }
-        let upto = ended.unwrap_or(chunk.len());
+        let (passed, rest) = chunk.split_at(ended.unwrap_or(chunk.len()).min(chunk.len()));
         if p.keep {
-            out.extend_from_slice(&chunk[..upto]);
+            out.extend_from_slice(passed);
         }
         self.long = if ended.is_some() { None } else { Some(p) };
-        &chunk[upto..]
+        rest
     }
 }
 
@@ -248,7 +249,7 @@ fn lines(event: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
             (None, _) => 0,
         };
         let (line, after) = rest.split_at(end);
-        let (term, after) = after.split_at(term);
+        let (term, after) = after.split_at(term.min(after.len()));
         rest = after;
         Some((line, term))
     })
@@ -258,8 +259,11 @@ fn lines(event: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 fn data_value(line: &[u8]) -> Option<&[u8]> {
     let (name, value) = match line.iter().position(|&b| b == b':') {
         Some(0) => return None, // a comment
-        Some(colon) => (&line[..colon], &line[colon + 1..]),
-        None => (line, &line[line.len()..]),
+        Some(colon) => {
+            let (name, value) = line.split_at(colon);
+            (name, value.get(1..).unwrap_or_default())
+        }
+        None => (line, &[][..]),
     };
     (name == b"data").then(|| value.strip_prefix(b" ").unwrap_or(value))
 }

@@ -18,7 +18,8 @@
 //! hidden, never shown: a template the search cannot fit to a pattern (a
 //! multi-variable expansion needed to reach it, a literal part that is
 //! ambiguous under URI normalisation, a template over 1024 bytes or not valid
-//! RFC 6570) is listed only with the method-wide scope.
+//! RFC 6570, a search past 100,000 steps) is listed only with the
+//! method-wide scope.
 
 use crate::scopes::{self, Item, Scope};
 use crate::uri;
@@ -26,6 +27,9 @@ use std::collections::{HashMap, VecDeque};
 
 /// Longer templates are listed only with the method-wide scope.
 pub const MAX_TEMPLATE_LEN: usize = 1024;
+
+/// The most (state, pattern position) pairs one search visits.
+const MAX_CELLS: usize = 100_000;
 
 /// An expression's operator (RFC 6570 §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -700,6 +704,11 @@ impl Nfa {
             if s == accept && p == end {
                 found = true;
                 break;
+            }
+            if seen.len() > MAX_CELLS {
+                // Bounded work and memory per template, whatever the server
+                // sends: past this the template is hidden.
+                return None;
             }
             let item = pattern.get(p as usize).copied();
             let mut next: Vec<Step> = Vec::new();

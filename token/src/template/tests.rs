@@ -380,3 +380,16 @@ proptest! {
         let _ = readable_expansion(&t, &scopes);
     }
 }
+
+#[test]
+fn the_search_is_bounded() {
+    // A long template against a pattern of many stars: the search ends (it
+    // gives up past its step bound) and anything it answers is sound.
+    let t = format!("file:///{}", "{a}x".repeat(250));
+    let p = format!("mcp:resources/read:file:///{}", "*x".repeat(110));
+    let scopes = set(&[p.as_str()]);
+    if let Some(uri) = readable_expansion(&t, &scopes) {
+        assert!(grants(&scopes, "resources/read", Some(&uri)));
+        assert!(produces(&t, &uri));
+    }
+}
