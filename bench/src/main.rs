@@ -8,6 +8,7 @@ mod callouts;
 mod envoy_config;
 mod flood;
 mod gateway;
+mod lists;
 mod load;
 mod pin;
 mod probe;
@@ -429,8 +430,23 @@ async fn measure_all(
         gw.stop().await;
         report.flood = Some(result?);
     }
+    // 6. tools/list answers filtered for a restricted token vs mcp:*.
+    let setup = lists::Setup {
+        tool,
+        common: &common,
+        api,
+        work_dir: work,
+        filter_config: filter_config(POLL_MS),
+        connections: a.connections,
+        duration: Duration::from_secs(a.duration),
+        warmup: Duration::from_secs(a.warmup),
+        rounds: a.rounds,
+        envoy_core: a.envoy_core,
+        load_core: a.load_core,
+    };
+    report.lists = Some(lists::run(&setup).await?);
 
-    // 6. Where the cache hit's time goes, when it misses its target.
+    // 7. Where the cache hit's time goes, when it misses its target.
     let below = report
         .hit_over_empty(Route::Direct)
         .is_some_and(|r| r < 0.90);

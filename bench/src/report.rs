@@ -38,6 +38,8 @@ pub struct Report {
     pub filter_wasm_bytes: u64,
     pub empty_wasm_bytes: u64,
     pub probe: Option<Vec<ProbeRow>>,
+    /// `tools/list` for a restricted token vs an `mcp:*` one.
+    pub lists: Option<crate::lists::Outcome>,
     /// Load runs (main table; probes) repeated because Envoy was starved of its core.
     pub retried: u32,
     pub probe_retried: u32,
@@ -116,6 +118,9 @@ impl Report {
         self.render_throughput(&mut o);
         self.render_targets(&mut o);
         self.render_other(&mut o);
+        if let Some(l) = &self.lists {
+            l.render(&mut o);
+        }
         if let Some(p) = &self.probe {
             render_probe(&mut o, p, s, self.probe_retried);
         }

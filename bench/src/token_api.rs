@@ -157,7 +157,12 @@ impl TokenApi {
         self.mint_with(name, json!({})).await
     }
 
-    /// Mints with more create fields (e.g. `rate_limit`).
+    /// Mints a token of tenant `bench` with `scopes`.
+    pub async fn mint_scoped(&self, name: &str, scopes: &[&str]) -> anyhow::Result<Minted> {
+        self.mint_with(name, json!({ "scopes": scopes })).await
+    }
+
+    /// Mints with more create fields (e.g. `rate_limit`, `scopes`).
     pub async fn mint_with(&self, name: &str, extra: Value) -> anyhow::Result<Minted> {
         let mut body = json!({"name": name, "tenant": "bench", "scopes": ["mcp:*"]});
         if let Value::Object(m) = extra {

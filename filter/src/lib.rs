@@ -13,6 +13,7 @@ pub mod config;
 pub use mcpgw_token::headermap;
 pub mod introspect;
 pub mod jsonrpc;
+pub mod listing;
 pub mod memo;
 pub mod message;
 pub mod metrics;
@@ -21,6 +22,7 @@ pub mod record;
 pub mod replies;
 pub mod request;
 pub mod shared;
+pub mod sse;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;

@@ -144,9 +144,17 @@ fn invalid(detail: impl Into<String>, id: Value) -> Refusal {
 
 /// The reserved key a lenient parser would take `key` for, if any.
 pub fn reads_as(key: &str) -> Option<&'static str> {
-    if let Some(exact) = RESERVED.iter().find(|r| **r == key) {
+    reads_as_one_of(key, &RESERVED)
+}
+
+/// The key of `set` (ASCII keys) a lenient parser would take `key` for, if
+/// any: `key` itself, or what it folds to under ASCII and Unicode simple
+/// case folding once control and default-ignorable characters are dropped.
+pub fn reads_as_one_of(key: &str, set: &[&'static str]) -> Option<&'static str> {
+    if let Some(exact) = set.iter().find(|r| **r == key) {
         return Some(exact);
     }
+    let longest = set.iter().map(|r| r.len()).max().unwrap_or(0);
     // Longer than any reserved key plus what folding may drop: cannot match
     // unless it is mostly ignorable characters, which the fold handles.
     let mut folded = String::with_capacity(key.len());
@@ -163,11 +171,13 @@ pub fn reads_as(key: &str) -> Option<&'static str> {
             c if c.is_ascii() => folded.push(c.to_ascii_lowercase()),
             _ => return None,
         }
-        if folded.len() > 7 {
+        if folded.len() > longest {
             return None;
         }
     }
-    RESERVED.iter().find(|r| **r == folded).copied()
+    set.iter()
+        .find(|r| r.eq_ignore_ascii_case(&folded))
+        .copied()
 }
 
 /// Unicode `Default_Ignorable_Code_Point`: characters renderers and some

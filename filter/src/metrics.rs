@@ -63,10 +63,17 @@ pub enum Metric {
     /// Rate-limit slot writes that lost a compare-and-swap race with another
     /// worker and were decided again.
     RateLimitCasRetries,
+    /// List results rewritten for a token that may not use every item.
+    ListsFiltered,
+    /// Items taken out of list results.
+    ListItemsHidden,
+    /// Answers to list requests withheld (compressed, not JSON, not one
+    /// reading): the client got a JSON-RPC error instead.
+    ListsWithheld,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 28] = [
+    pub const ALL: [Metric; 31] = [
         Metric::Allowed,
         Metric::Bypassed,
         Metric::DeniedMissing,
@@ -95,6 +102,9 @@ impl Metric {
         Metric::FeedResets,
         Metric::ChangesApplied,
         Metric::RateLimitCasRetries,
+        Metric::ListsFiltered,
+        Metric::ListItemsHidden,
+        Metric::ListsWithheld,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -127,6 +137,9 @@ impl Metric {
             Metric::FeedResets => "mcp_auth.feed.resets",
             Metric::ChangesApplied => "mcp_auth.changes_applied",
             Metric::RateLimitCasRetries => "mcp_auth.ratelimit.cas_retries",
+            Metric::ListsFiltered => "mcp_auth.lists.filtered",
+            Metric::ListItemsHidden => "mcp_auth.lists.hidden_items",
+            Metric::ListsWithheld => "mcp_auth.lists.withheld",
         }
     }
 }

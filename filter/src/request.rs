@@ -20,6 +20,8 @@ pub struct Scan<'a> {
     pub strip: Vec<&'a [u8]>,
     /// `Mcp-Method` or `Mcp-Name` came more than once (400 once allowed).
     pub repeated: Option<&'static str>,
+    /// `Last-Event-ID`: the client resumes an event stream.
+    pub last_event_id: bool,
 }
 
 impl<'a> Scan<'a> {
@@ -45,8 +47,12 @@ pub fn scan<'a>(pairs: &[(&'a [u8], &'a [u8])], strip_prefix: &str) -> Scan<'a> 
             if s.mcp_method.replace(value).is_some() {
                 s.repeated = Some("Mcp-Method");
             }
-        } else if name.eq_ignore_ascii_case(b"mcp-name") && s.mcp_name.replace(value).is_some() {
-            s.repeated = Some("Mcp-Name");
+        } else if name.eq_ignore_ascii_case(b"mcp-name") {
+            if s.mcp_name.replace(value).is_some() {
+                s.repeated = Some("Mcp-Name");
+            }
+        } else if name.eq_ignore_ascii_case(b"last-event-id") {
+            s.last_event_id = true;
         }
         let stripped = name
             .get(..prefix.len())

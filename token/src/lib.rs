@@ -9,5 +9,6 @@ pub mod headermap;
 pub mod hex;
 pub mod ratelimit;
 pub mod scopes;
+pub mod template;
 pub mod uri;
 pub mod wire;

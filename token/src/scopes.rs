@@ -256,6 +256,41 @@ pub fn grants(scopes: &[Scope], method: &str, name: Option<&str>) -> bool {
     scopes.iter().any(|s| s.grants(method, name))
 }
 
+/// The method whose scopes decide which items of an MCP list method a token
+/// sees: listing follows calling.
+pub fn item_method(list_method: &str) -> Option<&'static str> {
+    match list_method {
+        "tools/list" => Some("tools/call"),
+        "prompts/list" => Some("prompts/get"),
+        "resources/list" | "resources/templates/list" => Some("resources/read"),
+        _ => None,
+    }
+}
+
+/// Whether `scopes` allow `method` on every name: a scope without a name part
+/// whose method pattern matches (`mcp:*`, `mcp:tools/call`, `mcp:tools/*`).
+/// Such a token sees whole lists; nothing needs filtering.
+pub fn grants_every_name(scopes: &[Scope], method: &str) -> bool {
+    is_lifecycle(method) || scopes.iter().any(|s| s.grants(method, None))
+}
+
+/// Whether a token holding `scopes` sees `item` in the answer to
+/// `list_method`: a tool or prompt `name`, a resource `uri`, a resource
+/// template's `uriTemplate`. Exactly the items [`grants`] would let it use:
+/// tools by `tools/call`, prompts by `prompts/get`, resources by
+/// `resources/read`; a template when it can produce a URI the token may read
+/// (see [`crate::template`]). Not a list method: nothing is listed.
+pub fn lists(scopes: &[Scope], list_method: &str, item: &str) -> bool {
+    let Some(method) = item_method(list_method) else {
+        return false;
+    };
+    if list_method == "resources/templates/list" {
+        return grants_every_name(scopes, method)
+            || crate::template::readable_expansion(item, scopes).is_some();
+    }
+    grants(scopes, method, Some(item))
+}
+
 /// The narrowest scope that would allow the request, for `insufficient_scope`.
 /// A method no scope can spell (e.g. with `:` or spaces) needs `mcp:*`; a
 /// name is escaped so that the scope grants that name only; an ambiguous
@@ -310,7 +345,7 @@ fn pattern_covers(outer: &str, inner: &str) -> bool {
 
 /// One element of a pattern or text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Item {
+pub(crate) enum Item {
     Star,
     Lit(u8),
 }
@@ -336,6 +371,18 @@ fn name_item(s: &[u8], i: usize) -> Option<(Item, usize)> {
         (b'*', _) => Some((Item::Star, 1)),
         (&b, _) => Some((Item::Lit(b), 1)),
     }
+}
+
+/// A name pattern as items (escapes resolved).
+pub(crate) fn pattern_items(pattern: &str) -> Vec<Item> {
+    let bytes = pattern.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some((item, len)) = name_item(bytes, i) {
+        out.push(item);
+        i += len;
+    }
+    out
 }
 
 /// Iterative wildcard matching with a single backtrack point: linear in

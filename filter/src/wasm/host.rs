@@ -30,6 +30,7 @@ extern "C" {
         value: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
     fn proxy_call_foreign_function(
         name: *const u8,
         name_size: usize,
@@ -42,8 +43,10 @@ extern "C" {
 
 const OK: u32 = 0;
 pub const REQUEST_HEADERS: u32 = 0;
+pub const RESPONSE_HEADERS: u32 = 2;
 pub const CALL_RESPONSE_HEADERS: u32 = 6;
 const STREAM_HTTP_REQUEST: u32 = 0;
+const STREAM_HTTP_RESPONSE: u32 = 1;
 
 /// Takes ownership of a buffer the host allocated through the SDK's
 /// `proxy_on_memory_allocate` (a boxed slice of exactly `size` bytes).
@@ -77,15 +80,23 @@ pub fn remove_request_header(name: &[u8]) -> bool {
 }
 
 pub fn set_request_header(name: &str, value: &str) -> bool {
+    set_header(REQUEST_HEADERS, name, value)
+}
+
+pub fn remove_response_header(name: &[u8]) -> bool {
+    // SAFETY: pointer and length of a live slice.
+    unsafe { proxy_remove_header_map_value(RESPONSE_HEADERS, name.as_ptr(), name.len()) == OK }
+}
+
+pub fn set_response_header(name: &str, value: &str) -> bool {
+    set_header(RESPONSE_HEADERS, name, value)
+}
+
+fn set_header(map: u32, name: &str, value: &str) -> bool {
     // SAFETY: pointers and lengths of live slices.
     unsafe {
-        proxy_replace_header_map_value(
-            REQUEST_HEADERS,
-            name.as_ptr(),
-            name.len(),
-            value.as_ptr(),
-            value.len(),
-        ) == OK
+        proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+            == OK
     }
 }
 
@@ -93,6 +104,13 @@ pub fn set_request_header(name: &str, value: &str) -> bool {
 pub fn resume_request() -> bool {
     // SAFETY: no pointers.
     unsafe { proxy_continue_stream(STREAM_HTTP_REQUEST) == OK }
+}
+
+/// Resets the stream of the effective context (the SDK's wrapper panics on
+/// an unexpected status).
+pub fn reset_response() -> bool {
+    // SAFETY: no pointers.
+    unsafe { proxy_close_stream(STREAM_HTTP_RESPONSE) == OK }
 }
 
 /// Makes Envoy pick the route again on the new routing headers. Older hosts

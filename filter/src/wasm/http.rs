@@ -1,6 +1,7 @@
 //! The per-request context.
 
 use super::host::{self, inc, log};
+use super::response;
 use super::worker::{self, resolve, Worker};
 use crate::cache::{Decision, Grant, Key, Reason};
 use crate::config::Config;
@@ -52,6 +53,10 @@ pub(crate) struct Stream {
     /// What the request's record will say; written once ([`publish`]).
     pub facts: Facts,
     pub recorded: bool,
+    /// `Last-Event-ID` sent: a resumed event stream.
+    pub last_event_id: bool,
+    /// The answer holds list results to filter.
+    pub listing: Option<response::Listing>,
 }
 
 pub(crate) type StreamRef = Rc<RefCell<Stream>>;
@@ -190,7 +195,7 @@ impl Http {
     }
 
     /// Checks the buffered body of an allowed request.
-    fn inspect(&mut self, cfg: &Config, grant: &Grant) -> Action {
+    fn inspect(&mut self, cfg: &Config, grant: &Rc<Grant>) -> Action {
         let (size, method, name) = {
             let mut s = self.stream.borrow_mut();
             s.phase = Phase::Idle;
@@ -202,16 +207,19 @@ impl Http {
             name: name.as_deref(),
         };
         let scopes = request::scopes_to_check(cfg, grant);
-        let verdict = match message::read(&body) {
+        let (verdict, reading) = match message::read(&body) {
             Ok(reading) => {
                 self.stream.borrow_mut().facts.called(&reading);
-                jsonrpc::check(&reading, claimed, scopes)
+                (jsonrpc::check(&reading, claimed, scopes), Some(reading))
             }
-            Err(refusal) => jsonrpc::refused(refusal),
+            Err(refusal) => (jsonrpc::refused(refusal), None),
         };
         let metric = match &verdict {
             Verdict::Allow => {
                 inc(Metric::Allowed);
+                if let Some(reading) = &reading {
+                    response::plan_body(cfg, grant, &self.stream, reading);
+                }
                 publish(cfg, &self.stream, record::Decision::Allow);
                 return Action::Continue;
             }
@@ -344,6 +352,7 @@ impl HttpContext for Http {
                     s.mcp_method = scan.mcp_method.map(<[u8]>::to_vec);
                     s.mcp_name = scan.mcp_name.map(<[u8]>::to_vec);
                     s.repeated_header = scan.repeated;
+                    s.last_event_id = scan.last_event_id;
                 }
                 self.lookup(&cfg, token)
             }
@@ -415,6 +424,22 @@ impl HttpContext for Http {
         };
         let cfg = self.worker.borrow().cfg.clone();
         self.inspect(&cfg, &grant)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.stream.borrow().listing.is_none() {
+            return Action::Continue;
+        }
+        let cfg = self.worker.borrow().cfg.clone();
+        response::on_headers(&cfg, &self.stream, end_of_stream)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        response::on_body(&self.stream, body_size, end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        response::on_trailers(&self.stream)
     }
 }
 
@@ -537,6 +562,7 @@ pub(crate) fn deliver(cfg: &Config, stream: &StreamRef, outcome: &Outcome, resum
                 // (envoy/gateway.yaml) until the 429 is sent.
                 host::set_request_header(&h.hold(), "rate_limited");
             }
+            response::prepare(cfg, grant, stream);
             host::clear_route_cache();
             {
                 let mut s = stream.borrow_mut();

@@ -6,6 +6,7 @@
 
 mod host;
 mod http;
+mod response;
 mod root;
 mod worker;
 

@@ -6,7 +6,16 @@
 //!   tenant header to that tenant's cluster.
 //! - [`Tenancy::FromHeader`]: one shared backend that picks the tenant's data
 //!   from the trusted tenant header the gateway wrote.
+//!
+//! Each backend serves the same MCP server ([`catalog`]: 24 tools, prompts,
+//! resources, templates) three ways:
+//! - `/mcp`: sessions, every answer an event stream (`text/event-stream`);
+//! - `/mcp/json`: stateless, answers as `application/json` (an event stream
+//!   only when notifications come before the answer);
+//! - `/mcp/paged`: as `/mcp`, lists in pages of [`PAGE_SIZE`].
 
+pub mod catalog;
+pub mod scripted;
 mod server;
 
 pub use server::DemoServer;
@@ -62,6 +71,16 @@ impl Seen {
     }
 }
 
+/// Items per page on `/mcp/paged`.
+pub const PAGE_SIZE: usize = 10;
+
+/// The paths a backend serves MCP on, and how it answers there.
+pub const ENDPOINTS: [(&str, &str); 3] = [
+    ("/mcp", "sessions, answers as event streams"),
+    ("/mcp/json", "stateless, answers as JSON"),
+    ("/mcp/paged", "sessions, lists in pages of 10"),
+];
+
 /// A running demo backend.
 pub struct Backend {
     pub addr: SocketAddr,
@@ -80,18 +99,31 @@ impl Backend {
         let seen = Seen::default();
         let cancel = CancellationToken::new();
 
-        let mut config = StreamableHttpServerConfig::default();
-        config.cancellation_token = cancel.child_token();
-        // Behind the gateway the Host header is the gateway's, not loopback.
-        config.allowed_hosts = Vec::new();
-        let mcp = StreamableHttpService::new(
-            move || Ok(DemoServer::new(tenancy.clone())),
-            Arc::new(LocalSessionManager::default()),
-            config,
-        );
+        let service = |json: bool, page: Option<usize>| {
+            let mut config = StreamableHttpServerConfig::default();
+            config.cancellation_token = cancel.child_token();
+            // Behind the gateway the Host header is the gateway's, not loopback.
+            config.allowed_hosts = Vec::new();
+            config.legacy_session_mode = !json;
+            config.json_response = json;
+            let tenancy = tenancy.clone();
+            StreamableHttpService::new(
+                move || {
+                    let server = DemoServer::new(tenancy.clone());
+                    Ok(match page {
+                        Some(size) => server.paged(size),
+                        None => server,
+                    })
+                },
+                Arc::new(LocalSessionManager::default()),
+                config,
+            )
+        };
         let record = seen.clone();
         let app = axum::Router::new()
-            .nest_service("/mcp", mcp)
+            .route_service("/mcp", service(false, None))
+            .route_service("/mcp/json", service(true, None))
+            .route_service("/mcp/paged", service(false, Some(PAGE_SIZE)))
             .route("/health", axum::routing::get(|| async { "ok" }))
             .layer(axum::middleware::from_fn(
                 move |req: axum::extract::Request, next: axum::middleware::Next| {

@@ -14,6 +14,20 @@ use crate::stack::{
 
 use super::{StoreArg, UpArgs};
 
+/// A demo token that sees (and may use) only part of acme's backend: its
+/// lists through the gateway show only that part.
+const LIMITED: &str = "acme-limited";
+const LIMITED_SCOPES: [&str; 8] = [
+    "mcp:tools/list",
+    "mcp:tools/call:whoami",
+    "mcp:tools/call:list_*",
+    "mcp:prompts/list",
+    "mcp:prompts/get:triage_*",
+    "mcp:resources/list",
+    "mcp:resources/templates/list",
+    "mcp:resources/read:demo://acme/public/*",
+];
+
 /// What `up` remembers between runs (the file is 0600: it holds secrets).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct DemoState {
@@ -63,18 +77,24 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     .await?;
 
     let http = reqwest::Client::new();
-    for tenant in DEMO_TENANTS {
-        let live = match state.tokens.get(tenant) {
+    let demo = DEMO_TENANTS
+        .iter()
+        .map(|t| (t.to_string(), *t, None))
+        .chain([(LIMITED.to_string(), "acme", Some(&LIMITED_SCOPES[..]))]);
+    for (key, tenant, scopes) in demo {
+        let live = match state.tokens.get(&key) {
             Some(tok) => is_active(&http, &stack.token_api_url(), tok).await?,
             None => false,
         };
         if !live {
-            let name = format!("demo-{tenant}-{}", unix_seconds());
-            let created = stack
-                .mint(json!({"name": name, "tenant": tenant, "ttl": "30d"}))
-                .await?;
+            let name = format!("demo-{key}-{}", unix_seconds());
+            let mut body = json!({"name": name, "tenant": tenant, "ttl": "30d"});
+            if let Some(scopes) = scopes {
+                body["scopes"] = json!(scopes);
+            }
+            let created = stack.mint(body).await?;
             let raw = created["token"].as_str().unwrap_or_default().to_string();
-            state.tokens.insert(tenant.to_string(), raw);
+            state.tokens.insert(key, raw);
         }
     }
     save(&state_path, &state)?;
@@ -93,7 +113,9 @@ fn print_banner(stack: &Stack, state: &DemoState, data: &Path) {
         r#"
 MCP token gateway is up (Ctrl-C stops everything)
 
-  gateway      {gw}/mcp            (per-tenant backends)
+  gateway      {gw}/mcp            (per-tenant backends; answers as event streams)
+               {gw}/mcp/json       (the same backends, answers as JSON)
+               {gw}/mcp/paged      (the same backends, lists in pages of 10)
                {gw}/shared/mcp     (one shared backend, tenant from the trusted header)
   token API    {apis}
   token store  {store}
@@ -114,8 +136,9 @@ MCP token gateway is up (Ctrl-C stops everything)
         data = data.display(),
     );
     for (tenant, tok) in &state.tokens {
-        println!("  token for {tenant:<8} {tok}");
+        println!("  token for {tenant:<12} {tok}");
     }
+    let limited = state.tokens.get(LIMITED).cloned().unwrap_or_default();
     println!(
         r#"
 Try it:
@@ -125,6 +148,9 @@ Try it:
     -d '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"curl","version":"1"}}}}}}'
 
   cargo run -q -p harness --bin mcpgw -- check {gw}/mcp --token {acme} --call whoami
+
+  # acme-limited lists only what it may use: 6 of 24 tools, 1 prompt, the public documents
+  cargo run -q -p harness --bin mcpgw -- check {gw}/mcp/json --token {limited} --call whoami
 
 Claude Desktop (claude_desktop_config.json):
 

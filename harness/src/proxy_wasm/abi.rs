@@ -263,6 +263,22 @@ pub(crate) fn link(linker: &mut Linker<Worker>, module: &wasmtime::Module) -> wa
     )?;
     linker.func_wrap(
         "env",
+        "proxy_close_stream",
+        |mut c: Caller<'_, Worker>, kind: u32| {
+            let w = c.data_mut();
+            let id = w.effective;
+            let r = match (w.streams.get_mut(&id), kind) {
+                (Some(s), STREAM_REQUEST | STREAM_RESPONSE) => {
+                    s.reset = true;
+                    Ok(())
+                }
+                _ => Err(Status::BadArgument),
+            };
+            status(r)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
         "proxy_send_local_response",
         |mut c: Caller<'_, Worker>,
          code: u32,

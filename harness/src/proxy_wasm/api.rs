@@ -170,6 +170,9 @@ pub enum Outcome {
     Paused(Paused),
     /// The client went away first ([`Envoy::disconnect`]).
     Disconnected,
+    /// The filter reset the stream; the client got what had gone out before
+    /// (`proxy_close_stream`).
+    Reset(Body),
     /// The VM trapped; Envoy would answer 503 and drop the VM.
     Failed(String),
 }
@@ -186,6 +189,9 @@ pub struct Forwarded {
     pub response: Response,
     /// Filter state the filter set (`wasm.<name>`), as the access log reads it.
     pub filter_state: BTreeMap<String, Vec<u8>>,
+    /// The body as it went to the client: the bytes passed on after each
+    /// response body callback (nothing while the filter buffers).
+    pub response_chunks: Vec<Body>,
 }
 
 #[derive(Clone, Debug)]
@@ -264,7 +270,9 @@ impl Outcome {
         match self {
             Outcome::Forwarded(f) => Some(f.response.status),
             Outcome::Replied(r) => Some(r.status),
-            Outcome::Paused(_) | Outcome::Disconnected | Outcome::Failed(_) => None,
+            Outcome::Paused(_) | Outcome::Disconnected | Outcome::Reset(_) | Outcome::Failed(_) => {
+                None
+            }
         }
     }
 }
@@ -514,12 +522,15 @@ impl Envoy {
             forwarded_headers: None,
             forwarded_body: Vec::new(),
             upstream: request.upstream.clone(),
+            upstream_chunks: request.upstream_chunks(),
             response_headers: Headers::new(),
             response_headers_open: false,
             response_chunks: Vec::new(),
             response_buffer: Vec::new(),
             in_response_body: false,
             client_body: Vec::new(),
+            client_chunks: Vec::new(),
+            reset: false,
             resume_request: false,
             resume_response: false,
             local_reply: None,
@@ -907,6 +918,13 @@ impl Envoy {
             s.send_local_reply(reply);
             return true;
         }
+        if s.reset && s.phase != Phase::Done {
+            s.phase = Phase::Done;
+            let body = Body(std::mem::take(&mut s.client_body));
+            self.finished.insert(id, Outcome::Reset(body));
+            self.destroy(id);
+            return true;
+        }
         match s.phase {
             Phase::RequestHeaders => {
                 let eos = s.pending_chunks.is_empty();
@@ -978,11 +996,7 @@ impl Envoy {
             Phase::Upstream => {
                 s.forwarded_headers = Some(s.request_headers.clone());
                 s.response_headers = s.upstream.headers.clone();
-                s.response_chunks = if s.upstream.body.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![s.upstream.body.0.clone()]
-                };
+                s.response_chunks = std::mem::take(&mut s.upstream_chunks);
                 s.phase = Phase::ResponseHeaders;
             }
             Phase::ResponseHeaders => {
@@ -1029,6 +1043,7 @@ impl Envoy {
                     (Some(PAUSE), false) => s.phase = Phase::ResponseBody,
                     (_, true) => s.continue_response(After::Complete),
                     (_, false) => {
+                        s.client_chunks.push(s.response_buffer.clone());
                         s.client_body.append(&mut s.response_buffer);
                         s.phase = Phase::ResponseBody;
                     }
@@ -1086,6 +1101,10 @@ impl Envoy {
                     body,
                 },
                 filter_state: s.filter_state.clone(),
+                response_chunks: std::mem::take(&mut s.client_chunks)
+                    .into_iter()
+                    .map(Body)
+                    .collect(),
             }),
         };
         self.finished.insert(id, outcome);
@@ -1186,6 +1205,9 @@ impl Stream {
         match then {
             After::ResponseBody => self.phase = Phase::ResponseBody,
             _ => {
+                if !self.response_buffer.is_empty() {
+                    self.client_chunks.push(self.response_buffer.clone());
+                }
                 self.client_body.append(&mut self.response_buffer);
                 self.in_response_body = false;
                 self.phase = Phase::Complete;

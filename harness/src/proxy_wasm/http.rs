@@ -185,6 +185,9 @@ pub struct Request {
     pub(crate) body: Vec<u8>,
     pub(crate) chunk_size: Option<usize>,
     pub(crate) upstream: Response,
+    /// Where the upstream response body is cut into the chunks Envoy
+    /// delivers (offsets, ascending); none: one chunk.
+    pub(crate) upstream_cuts: Vec<usize>,
 }
 
 impl Request {
@@ -200,6 +203,7 @@ impl Request {
             body: Vec::new(),
             chunk_size: None,
             upstream: Response::json(200, &serde_json::json!({})),
+            upstream_cuts: Vec::new(),
         }
     }
 
@@ -256,6 +260,43 @@ impl Request {
         self
     }
 
+    /// Delivers the upstream response body in chunks of `size` bytes, as a
+    /// server streaming it would.
+    pub fn upstream_in_chunks(mut self, size: usize) -> Self {
+        let size = size.max(1);
+        self.upstream_cuts = (size..self.upstream.body.len()).step_by(size).collect();
+        self
+    }
+
+    /// Delivers the upstream response body cut at these byte offsets (any
+    /// offset: inside a UTF-8 character, a line ending, ...).
+    pub fn upstream_cut_at(mut self, offsets: &[usize]) -> Self {
+        let mut cuts: Vec<usize> = offsets
+            .iter()
+            .copied()
+            .filter(|&o| o > 0 && o < self.upstream.body.len())
+            .collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        self.upstream_cuts = cuts;
+        self
+    }
+
+    pub(crate) fn upstream_chunks(&self) -> Vec<Vec<u8>> {
+        let body = self.upstream.body.as_bytes();
+        if body.is_empty() {
+            return Vec::new();
+        }
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for &cut in &self.upstream_cuts {
+            chunks.push(body[start..cut].to_vec());
+            start = cut;
+        }
+        chunks.push(body[start..].to_vec());
+        chunks
+    }
+
     pub(crate) fn body_chunks(&self) -> Vec<Vec<u8>> {
         match self.chunk_size {
             _ if self.body.is_empty() => Vec::new(),
@@ -300,6 +341,17 @@ mod tests {
         let chunks = r.in_chunks(3).body_chunks();
         assert_eq!(chunks.len(), 3);
         assert_eq!(chunks.concat(), b"{\"a\":1}".to_vec());
+    }
+
+    #[test]
+    fn upstream_bodies_are_cut_where_asked() {
+        let r =
+            Request::post("/mcp").upstream_responds(Response::new(200, &[], b"abcdefg".to_vec()));
+        assert_eq!(r.upstream_chunks(), vec![b"abcdefg".to_vec()]);
+        let c = r.clone().upstream_in_chunks(3).upstream_chunks();
+        assert_eq!(c, vec![b"abc".to_vec(), b"def".to_vec(), b"g".to_vec()]);
+        let c = r.upstream_cut_at(&[5, 0, 2, 9]).upstream_chunks();
+        assert_eq!(c, vec![b"ab".to_vec(), b"cde".to_vec(), b"fg".to_vec()]);
     }
 
     #[test]

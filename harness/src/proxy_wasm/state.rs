@@ -205,12 +205,18 @@ pub(crate) struct Stream {
     pub forwarded_headers: Option<Headers>,
     pub forwarded_body: Vec<u8>,
     pub upstream: Response,
+    /// The upstream body as Envoy delivers it, chunk by chunk.
+    pub upstream_chunks: Vec<Vec<u8>>,
     pub response_headers: Headers,
     pub response_headers_open: bool,
     pub response_chunks: Vec<Vec<u8>>,
     pub response_buffer: Vec<u8>,
     pub in_response_body: bool,
     pub client_body: Vec<u8>,
+    /// What went to the client after each response body callback.
+    pub client_chunks: Vec<Vec<u8>>,
+    /// The filter reset the stream (`proxy_close_stream`).
+    pub reset: bool,
     pub resume_request: bool,
     pub resume_response: bool,
     pub local_reply: Option<LocalReply>,

@@ -1,0 +1,399 @@
+//! The list-visibility row: `tools/list` answered with 50 tools, through the
+//! filter, for a token that may call 10 of them (the answer is parsed,
+//! filtered and rewritten) and for an `mcp:*` token (no response work), the
+//! same request side by side.
+//!
+//! Self-contained: its own upstream (a hyper server answering every request
+//! with the 50-tool list) and its own Envoy with the `mcp_auth` chain; POST
+//! load runs through wrk (a Lua script sets method, body and headers) or oha.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::envoy_config::Chain;
+use crate::gateway::{Common, Gateway};
+use crate::load::{self, Measured, Tool, WRK_SCRIPT};
+use crate::procfs;
+use crate::token_api::TokenApi;
+
+/// Tools in the answer, and how many the restricted token may call.
+pub const TOOLS: usize = 50;
+pub const VISIBLE: usize = 10;
+/// `mcp:tools/call:tool_0*`: `tool_00` … `tool_09`.
+const RESTRICTED: [&str; 2] = ["mcp:tools/list", "mcp:tools/call:tool_0*"];
+const REQUEST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+
+pub struct Setup<'a> {
+    pub tool: &'a Tool,
+    pub common: &'a Common,
+    pub api: &'a TokenApi,
+    pub work_dir: &'a Path,
+    pub filter_config: Value,
+    pub connections: u32,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub rounds: u32,
+    pub envoy_core: usize,
+    pub load_core: usize,
+}
+
+/// One variant's runs.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub label: &'static str,
+    pub runs: Vec<(Measured, f64)>,
+}
+
+impl Variant {
+    fn median(&self, f: impl Fn(&(Measured, f64)) -> f64) -> f64 {
+        let mut v: Vec<f64> = self.runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    }
+    pub fn rps(&self) -> f64 {
+        self.median(|(m, _)| m.rps())
+    }
+    fn p50(&self) -> f64 {
+        self.median(|(m, _)| m.p50_us)
+    }
+    fn p99(&self) -> f64 {
+        self.median(|(m, _)| m.p99_us)
+    }
+    fn cpu_us(&self) -> f64 {
+        self.median(|(_, cpu)| *cpu)
+    }
+    fn errors(&self) -> u64 {
+        self.runs
+            .iter()
+            .map(|(m, _)| m.http_errors + m.socket_errors)
+            .sum()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub restricted: Variant,
+    pub everything: Variant,
+    /// Bytes of the answer each token got.
+    pub bytes: (usize, usize),
+    pub filtered: u64,
+}
+
+impl Outcome {
+    pub fn ratio(&self) -> f64 {
+        let all = self.everything.rps();
+        if all > 0.0 {
+            self.restricted.rps() / all
+        } else {
+            0.0
+        }
+    }
+
+    pub fn render(&self, o: &mut String) {
+        let _ = writeln!(o, "## tools/list for a restricted token\n");
+        let _ = writeln!(
+            o,
+            "`POST /proxy` `tools/list` through the filter; the upstream answers with {TOOLS} \
+             tools ({} bytes of JSON). The restricted token may call {VISIBLE} of them \
+             (`{}`), so the filter buffers, parses, filters and rewrites the answer ({} \
+             bytes out); the `mcp:*` token's answer passes untouched. Same Envoy, same \
+             upstream, the two take turns; medians.\n",
+            self.bytes.1,
+            RESTRICTED.join(" "),
+            self.bytes.0
+        );
+        let _ = writeln!(
+            o,
+            "| token | req/s | p50 | p99 | Envoy CPU/req | errors | × mcp:* |\n|---|--:|--:|--:|--:|--:|--:|"
+        );
+        for v in [&self.restricted, &self.everything] {
+            let _ = writeln!(
+                o,
+                "| {} | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {} | {:.2}× |",
+                v.label,
+                v.rps(),
+                v.p50(),
+                v.p99(),
+                v.cpu_us(),
+                v.errors(),
+                if self.everything.rps() > 0.0 {
+                    v.rps() / self.everything.rps()
+                } else {
+                    0.0
+                }
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\nTarget ≥ 0.80× for the restricted token: {} ({:.2}×). \
+             `mcp_auth.lists.filtered` counted {} rewritten answers.\n",
+            if self.ratio() >= 0.8 {
+                "met"
+            } else {
+                "**not met**"
+            },
+            self.ratio(),
+            self.filtered
+        );
+    }
+}
+
+pub async fn run(s: &Setup<'_>) -> anyhow::Result<Outcome> {
+    let upstream = ListUpstream::start().await?;
+    let common = Common {
+        upstream_port: upstream.port,
+        ..s.common.clone()
+    };
+    let restricted = s
+        .api
+        .mint_scoped("bench-lists-restricted", &RESTRICTED)
+        .await?;
+    let everything = s.api.mint("bench-lists-all").await?;
+    let chain = Chain::McpAuth {
+        config: s.filter_config.clone(),
+    };
+    let core = s.envoy_core.to_string();
+    let gw = Gateway::start(&common, &chain, &s.work_dir.join("envoy-lists"), 1, &core).await?;
+    let result = measure(s, &gw, &restricted.token, &everything.token).await;
+    let filtered = gw
+        .stats("mcp_auth.lists")
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(k, _)| k.ends_with("lists.filtered"))
+        .map_or(0, |(_, v)| v);
+    gw.stop().await;
+    upstream.task.abort();
+    let (restricted, everything, bytes) = result?;
+    Ok(Outcome {
+        restricted,
+        everything,
+        bytes,
+        filtered,
+    })
+}
+
+async fn measure(
+    s: &Setup<'_>,
+    gw: &Gateway,
+    restricted: &str,
+    everything: &str,
+) -> anyhow::Result<(Variant, Variant, (usize, usize))> {
+    let url = gw.url("/proxy/mcp");
+    // Measure the right thing: the filter filters one and not the other.
+    let mut bytes = (0, 0);
+    for (token, want, slot) in [
+        (restricted, VISIBLE, &mut bytes.0),
+        (everything, TOOLS, &mut bytes.1),
+    ] {
+        let body = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(REQUEST)
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        let v: Value = serde_json::from_slice(&body).context("tools/list answer")?;
+        let n = v["result"]["tools"].as_array().map_or(0, Vec::len);
+        if n != want {
+            bail!("tools/list through the filter gave {n} tools, not {want}: {v}");
+        }
+        *slot = body.len();
+    }
+    let script = s.work_dir.join("wrk-lists.lua");
+    std::fs::write(&script, wrk_script())?;
+    let variants = [("restricted (10 of 50)", restricted), ("mcp:*", everything)];
+    let mut out: Vec<Variant> = variants
+        .iter()
+        .map(|(label, _)| Variant {
+            label,
+            runs: Vec::new(),
+        })
+        .collect();
+    eprintln!("bench: tools/list, restricted token vs mcp:*");
+    for (_, token) in &variants {
+        post(s, &script, &url, token, s.warmup).await?;
+    }
+    for round in 1..=s.rounds {
+        for (i, (label, token)) in variants.iter().enumerate() {
+            let ticks = procfs::ticks_per_second();
+            let t0 = gw.cpu_ticks()?;
+            let m = post(s, &script, &url, token, s.duration).await?;
+            let cpu_s = gw.cpu_ticks()?.saturating_sub(t0) as f64 / ticks;
+            let cpu_us = cpu_s * 1e6 / m.requests.max(1) as f64;
+            eprintln!(
+                "bench: round {round} tools/list {label:<22} {:>7.0} req/s  p50 {:>6.0} µs  \
+                 Envoy {cpu_us:>5.1} µs/req",
+                m.rps(),
+                m.p50_us
+            );
+            out[i].runs.push((m, cpu_us));
+        }
+    }
+    let everything = out.pop().unwrap_or_else(|| unreachable!("two variants"));
+    let restricted = out.pop().unwrap_or_else(|| unreachable!("two variants"));
+    Ok((restricted, everything, bytes))
+}
+
+fn wrk_script() -> String {
+    format!(
+        "wrk.method = \"POST\"\nwrk.body = '{REQUEST}'\n\
+         wrk.headers[\"content-type\"] = \"application/json\"\n\
+         wrk.headers[\"accept\"] = \"application/json, text/event-stream\"\n{WRK_SCRIPT}"
+    )
+}
+
+/// One POST load run of `duration`, pinned to the load core.
+async fn post(
+    s: &Setup<'_>,
+    script: &Path,
+    url: &str,
+    token: &str,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
+    let secs = duration.as_secs().max(1).to_string();
+    let auth = format!("Authorization: Bearer {token}");
+    let mut cmd = tokio::process::Command::new("taskset");
+    cmd.args(["-c", &s.load_core.to_string()]);
+    match s.tool {
+        Tool::Wrk { bin, .. } => {
+            cmd.arg(bin)
+                .args(["-t1", &format!("-c{}", s.connections)])
+                .args([&format!("-d{secs}s"), "--timeout", "5s", "-s"])
+                .arg(script)
+                .args(["-H", &auth]);
+        }
+        Tool::Oha { bin } => {
+            cmd.arg(bin)
+                .args(["-z", &format!("{secs}s"), "-c", &s.connections.to_string()])
+                .args([
+                    "--no-tui",
+                    "--output-format",
+                    "json",
+                    "-m",
+                    "POST",
+                    "-d",
+                    REQUEST,
+                ])
+                .args(["-H", &auth, "-H", "content-type: application/json"])
+                .args(["-H", "accept: application/json, text/event-stream"]);
+        }
+    }
+    cmd.arg(url).kill_on_drop(true);
+    let started = Instant::now();
+    let out = cmd.output().await.context("running the load tool")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "the load tool failed after {:?} ({}): {stdout}{}",
+            started.elapsed(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    match s.tool {
+        Tool::Wrk { .. } => load::parse_wrk(&stdout),
+        Tool::Oha { .. } => load::parse_oha(&stdout),
+    }
+}
+
+/// Answers every request with the 50-tool `tools/list` result.
+struct ListUpstream {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The answer: tools `tool_00` … `tool_49`, each with a description and a
+/// small input schema, as MCP servers write them.
+pub fn answer() -> String {
+    let tools: Vec<Value> = (0..TOOLS)
+        .map(|i| {
+            json!({
+                "name": format!("tool_{i:02}"),
+                "description": format!("Demo tool number {i}: does one thing to the tenant's data."),
+                "inputSchema": {"type": "object",
+                                "properties": {"id": {"type": "string", "description": "what to act on"}},
+                                "required": ["id"]},
+            })
+        })
+        .collect();
+    json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}}).to_string()
+}
+
+impl ListUpstream {
+    async fn start() -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let port = listener.local_addr()?.port();
+        let body = Bytes::from(answer());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                        let body = body.clone();
+                        async move {
+                            let mut r = Response::new(Full::new(body));
+                            r.headers_mut().insert(
+                                hyper::header::CONTENT_TYPE,
+                                hyper::header::HeaderValue::from_static("application/json"),
+                            );
+                            Ok::<_, Infallible>(r)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { port, task })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_holds_fifty_tools_ten_of_them_visible() {
+        let v: Value = serde_json::from_str(&answer()).unwrap();
+        let tools = v["result"]["tools"].as_array().unwrap();
+        assert_eq!(tools.len(), TOOLS);
+        let held = mcpgw_token::scopes::parse_all(&RESTRICTED).unwrap();
+        let visible = tools
+            .iter()
+            .filter(|t| {
+                mcpgw_token::scopes::lists(&held, "tools/list", t["name"].as_str().unwrap())
+            })
+            .count();
+        assert_eq!(visible, VISIBLE);
+    }
+
+    #[test]
+    fn the_wrk_script_posts_the_request() {
+        let s = wrk_script();
+        assert!(s.contains("wrk.method = \"POST\""));
+        assert!(s.contains(REQUEST));
+        assert!(s.contains("WRK_JSON"));
+    }
+}
