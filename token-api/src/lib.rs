@@ -13,7 +13,7 @@ pub mod cursor;
 pub mod error;
 pub mod model;
 pub mod query;
-pub mod rfc3339;
+pub use mcpgw_token::rfc3339;
 pub mod routes;
 pub mod service;
 pub mod storage;

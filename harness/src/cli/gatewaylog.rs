@@ -311,9 +311,6 @@ pub fn parse_when(s: &str, now_ms: i64) -> Option<i64> {
     if let Some(t) = parse_time(s) {
         return Some(t);
     }
-    if s.len() == 10 {
-        return parse_time(&format!("{s}T00:00:00Z"));
-    }
     let (n, unit) = s.split_at(s.len().checked_sub(1)?);
     let n: i64 = n.parse().ok().filter(|n| *n >= 0)?;
     let per = match unit {
@@ -326,68 +323,15 @@ pub fn parse_when(s: &str, now_ms: i64) -> Option<i64> {
     Some(now_ms - n.checked_mul(per)?)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fff…](Z|±HH:MM)` → Unix milliseconds.
+/// `YYYY-MM-DD[T ]HH:MM:SS[.fff…](Z|±HH:MM)` (or a plain date) → Unix
+/// milliseconds.
 pub fn parse_time(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
+    // Access logs may write RFC 3339's permitted space between date and time.
+    let s = match (s.get(..10), s.get(10..11), s.get(11..)) {
+        (Some(date), Some(" "), Some(time)) => std::borrow::Cow::Owned(format!("{date}T{time}")),
+        _ => std::borrow::Cow::Borrowed(s),
     };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    let mut ms = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let first3: String = frac[..digits]
-            .chars()
-            .chain("000".chars())
-            .take(3)
-            .collect();
-        ms = first3.parse().ok()?;
-        rest = &frac[digits..];
-    }
-    let offset_min = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(&rest[3..4], ":") => {
-            let sign = match &rest[..1] {
-                "+" => 1,
-                "-" => -1,
-                _ => return None,
-            };
-            let oh: i64 = rest[1..3].parse().ok()?;
-            let om: i64 = rest[4..6].parse().ok()?;
-            sign * (oh * 60 + om)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(y, mo, d);
-    Some(((days * 86_400 + h * 3_600 + mi * 60 + sec) - offset_min * 60) * 1_000 + ms)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's method).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    mcpgw_token::rfc3339::parse_ms(&s).ok()
 }
 
 #[cfg(test)]
@@ -495,10 +439,12 @@ mod tests {
             Some(951_865_200_000)
         );
         assert_eq!(parse_time("2024-02-29T12:00:00Z"), Some(1_709_208_000_000));
+        assert_eq!(parse_time("2024-02-29 12:00:00.25Z"), Some(1_709_208_000_250));
+        assert_eq!(parse_time("2024-02-29"), Some(1_709_164_800_000));
         for bad in [
             "",
             "2024-13-01T00:00:00Z",
-            "2024-01-01",
+            "2024-02-30T00:00:00Z",
             "2024-01-01T00:00:00",
             "x",
         ] {

@@ -29,8 +29,23 @@ pub fn format(unix: i64) -> String {
     )
 }
 
-/// Parses an RFC 3339 date-time or a plain `YYYY-MM-DD` date into unix seconds.
+/// Parses an RFC 3339 date-time or a plain `YYYY-MM-DD` date into unix seconds
+/// (fractional seconds truncated).
 pub fn parse(s: &str) -> Result<i64, TimeError> {
+    parse_parts(s).map(|(secs, _)| secs)
+}
+
+/// [`parse`] to unix milliseconds, keeping the first three fractional digits
+/// (access-log times).
+pub fn parse_ms(s: &str) -> Result<i64, TimeError> {
+    let (secs, ms) = parse_parts(s)?;
+    secs.checked_mul(1_000)
+        .and_then(|t| t.checked_add(ms))
+        .ok_or(TimeError("time out of range"))
+}
+
+/// Unix seconds and the milliseconds of the fraction.
+fn parse_parts(s: &str) -> Result<(i64, i64), TimeError> {
     let b = s.as_bytes();
     if b.len() < 10 {
         return Err(TimeError("expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"));
@@ -48,7 +63,7 @@ pub fn parse(s: &str) -> Result<i64, TimeError> {
     }
     let date = days_from_civil(year, month, day) * 86_400;
     if b.len() == 10 {
-        return Ok(date);
+        return Ok((date, 0));
     }
     if !matches!(b[10], b'T' | b't') {
         return Err(TimeError(
@@ -69,14 +84,21 @@ pub fn parse(s: &str) -> Result<i64, TimeError> {
         return Err(TimeError("time of day out of range"));
     }
     let mut at = 19;
+    let mut ms = 0;
     if b[at] == b'.' {
         at += 1;
         let start = at;
         while at < b.len() && b[at].is_ascii_digit() {
+            if at - start < 3 {
+                ms = ms * 10 + i64::from(b[at] - b'0');
+            }
             at += 1;
         }
         if at == start {
             return Err(TimeError("fractional seconds need at least one digit"));
+        }
+        for _ in (at - start)..3 {
+            ms *= 10;
         }
     }
     let offset = match b.get(at..) {
@@ -96,7 +118,7 @@ pub fn parse(s: &str) -> Result<i64, TimeError> {
         }
         _ => return Err(TimeError("time must end with Z or an offset like +02:00")),
     };
-    Ok(date + hour * 3600 + minute * 60 + second - offset)
+    Ok((date + hour * 3600 + minute * 60 + second - offset, ms))
 }
 
 fn digits(b: &[u8], at: usize, len: usize) -> Result<i64, TimeError> {
@@ -189,6 +211,23 @@ mod tests {
         assert_eq!(parse("2026-11-23T17:10:43-01:30"), Ok(1_795_459_243));
         assert_eq!(parse("2026-11-23"), Ok(1_795_392_000));
         assert_eq!(parse("2024-02-29"), Ok(1_709_164_800));
+    }
+
+    #[test]
+    fn parse_ms_keeps_three_fractional_digits() {
+        assert_eq!(parse_ms("2026-11-23T18:40:43Z"), Ok(1_795_459_243_000));
+        assert_eq!(parse_ms("2026-11-23T18:40:43.5Z"), Ok(1_795_459_243_500));
+        assert_eq!(parse_ms("2026-11-23T18:40:43.12Z"), Ok(1_795_459_243_120));
+        assert_eq!(
+            parse_ms("2026-11-23T18:40:43.123999Z"),
+            Ok(1_795_459_243_123)
+        );
+        assert_eq!(
+            parse_ms("2026-11-23T20:40:43.007+02:00"),
+            Ok(1_795_459_243_007)
+        );
+        assert_eq!(parse_ms("2026-11-23"), Ok(1_795_392_000_000));
+        assert!(parse_ms("2026-11-23T18:40:43.Z").is_err());
     }
 
     #[test]
