@@ -6,6 +6,7 @@
 //! [`wasm`] only moves bytes between Envoy and these modules, and exists only
 //! when built for `wasm32`.
 
+pub mod abi;
 pub mod bearer;
 pub mod cache;
 pub mod coalesce;

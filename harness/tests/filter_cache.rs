@@ -83,8 +83,8 @@ fn an_active_token_is_forwarded_with_routing_headers_and_without_authorization()
         body,
         "the body reaches the upstream intact"
     );
-    // Envoy must pick the route again on the new headers.
-    assert_eq!(env.route_cache_clears(), 1);
+    // Envoy must pick the route again on the new headers: under this ABI
+    // the header changes do it (tests/filter_abi.rs).
     assert!(fwd.route_cache_clears >= 1);
     assert_eq!(env.metric("mcp_auth.allowed"), 1);
     assert_no_secret_logged(&env, &[&t]);

@@ -79,12 +79,12 @@ fn bypass_paths_are_forwarded_without_a_token_and_without_spoofed_headers() {
 fn a_bypass_path_drops_the_bearer_and_picks_the_route_again() {
     let mut env = envoy();
     let t = token(1);
-    let before = env.route_cache_clears();
     let out = env.request(with_spoofed(Request::get("/.well-known/x").bearer(&t)));
     let fwd = out.forwarded();
     assert!(fwd.headers.get("authorization").is_none(), "{fwd:#?}");
     assert_nothing_spoofed(&fwd.headers, &[]);
-    assert_eq!(env.route_cache_clears(), before + 1);
+    // The removals clear the route cache (tests/filter_abi.rs).
+    assert!(fwd.route_cache_clears >= 1, "{fwd:#?}");
     assert!(
         env.callouts().is_empty(),
         "a bypass never looks the token up"
@@ -92,7 +92,7 @@ fn a_bypass_path_drops_the_bearer_and_picks_the_route_again() {
     // Nothing removed, nothing to re-route.
     let out = env.request(Request::get("/health"));
     assert!(out.forwarded().headers.get("authorization").is_none());
-    assert_eq!(env.route_cache_clears(), before + 1);
+    assert_eq!(out.forwarded().route_cache_clears, 0);
 }
 
 #[test]

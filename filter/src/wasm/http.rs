@@ -3,6 +3,7 @@
 use super::host::{self, inc, log};
 use super::response;
 use super::worker::{self, resolve, Worker};
+use crate::abi;
 use crate::cache::{Decision, Grant, Key, Reason};
 use crate::config::Config;
 use crate::headermap;
@@ -324,7 +325,9 @@ impl HttpContext for Http {
                 if !scan.authorization.is_empty() {
                     host::remove_request_header(b"authorization");
                 }
-                if !scan.strip.is_empty() || !scan.authorization.is_empty() {
+                if !abi::HEADER_CHANGES_CLEAR_ROUTE
+                    && (!scan.strip.is_empty() || !scan.authorization.is_empty())
+                {
                     host::clear_route_cache();
                 }
                 inc(Metric::Bypassed);
@@ -563,7 +566,11 @@ pub(crate) fn deliver(cfg: &Config, stream: &StreamRef, outcome: &Outcome, resum
                 host::set_request_header(&h.hold(), "rate_limited");
             }
             response::prepare(cfg, grant, stream);
-            host::clear_route_cache();
+            // The headers above changed: Envoy picks the route again by
+            // itself under this ABI (src/abi.rs), else it must be told.
+            if !abi::HEADER_CHANGES_CLEAR_ROUTE {
+                host::clear_route_cache();
+            }
             {
                 let mut s = stream.borrow_mut();
                 let claimed = Claimed {

@@ -439,7 +439,10 @@ mod tests {
             Some(951_865_200_000)
         );
         assert_eq!(parse_time("2024-02-29T12:00:00Z"), Some(1_709_208_000_000));
-        assert_eq!(parse_time("2024-02-29 12:00:00.25Z"), Some(1_709_208_000_250));
+        assert_eq!(
+            parse_time("2024-02-29 12:00:00.25Z"),
+            Some(1_709_208_000_250)
+        );
         assert_eq!(parse_time("2024-02-29"), Some(1_709_164_800_000));
         for bad in [
             "",
