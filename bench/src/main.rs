@@ -50,6 +50,9 @@ struct Cli {
 enum Command {
     /// Run every benchmark and write the report.
     Run(RunArgs),
+    /// Only the introspect throughput (SQLite, then PostgreSQL), printed;
+    /// writes no report. Compares instance-reuse settings taking turns.
+    Introspect(IntrospectArgs),
     /// Serve the token API (used by `run`, as its own pinned process).
     TokenApi(TokenApiArgs),
 }
@@ -121,6 +124,45 @@ struct TokenApiArgs {
     /// `host:port` of that server (the component's allowed outbound host).
     #[arg(long)]
     postgres_host: Option<String>,
+    /// Requests one component instance serves (Spin's default 128; 1: a
+    /// fresh instance per request).
+    #[arg(long, default_value_t = harness::spin::InstanceReuse::default().max_reuse_count)]
+    max_instance_reuse_count: usize,
+    /// Requests one instance serves at once (Spin's default 16).
+    #[arg(long, default_value_t = harness::spin::InstanceReuse::default().max_concurrent_reuse_count)]
+    max_instance_concurrent_reuse_count: usize,
+}
+
+#[derive(Debug, Args)]
+struct IntrospectArgs {
+    /// Seconds of each measured run.
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Seconds of unmeasured load before each measured run.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Rounds over the variants (A B, A B, …).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Core of the token API while measured.
+    #[arg(long, default_value_t = 0)]
+    api_core: usize,
+    /// Core of the load tool (and of PostgreSQL, this driver).
+    #[arg(long, default_value_t = 1)]
+    load_core: usize,
+    /// `wrk`, `oha`, or `auto` (wrk if installed).
+    #[arg(long, default_value = "auto")]
+    load_tool: String,
+    /// `sqlite`, `postgres` or `both`.
+    #[arg(long, default_value = "both")]
+    store: String,
+    /// Values of `max_instance_reuse_count` to compare, taking turns (e.g.
+    /// `128,1`: Spin's reuse against a fresh instance per request).
+    #[arg(long, value_delimiter = ',', default_value = "128")]
+    reuse: Vec<usize>,
+    /// Scratch directory; emptied first.
+    #[arg(long, default_value = "target/bench-introspect")]
+    work_dir: PathBuf,
 }
 
 /// The filter's revocation poll period in these runs (its default).
@@ -131,10 +173,15 @@ const FLOOD_MAX_INFLIGHT: u64 = 16;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Run(a) = &cli.command {
+    let driver_core = match &cli.command {
+        Command::Run(a) => Some(a.load_core),
+        Command::Introspect(a) => Some(a.load_core),
+        Command::TokenApi(_) => None,
+    };
+    if let Some(core) = driver_core {
         // Before any thread starts, so that all of this process's threads
         // (the upstream, the driver) stay off Envoy's core.
-        if let Err(e) = pin::pin_self(&a.load_core.to_string()) {
+        if let Err(e) = pin::pin_self(&core.to_string()) {
             eprintln!("error: {e:#}");
             return ExitCode::FAILURE;
         }
@@ -153,12 +200,19 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(a) => run(a).await,
+            Command::Introspect(a) => introspect_only(a).await,
             Command::TokenApi(a) => {
                 let pg = a
                     .postgres_url
                     .zip(a.postgres_host)
                     .map(|(url, host)| token_api::Postgres { url, host });
-                token_api::serve(a.listen, a.data, a.admin_key_sha256, a.cache_ttl_s, pg).await
+                let reuse = harness::spin::InstanceReuse {
+                    max_reuse_count: a.max_instance_reuse_count,
+                    max_concurrent_reuse_count: a.max_instance_concurrent_reuse_count,
+                    ..Default::default()
+                };
+                token_api::serve(a.listen, a.data, a.admin_key_sha256, a.cache_ttl_s, pg, reuse)
+                    .await
             }
         }
     });
@@ -251,7 +305,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
 
     let upstream = upstream::Upstream::start().await?;
     eprintln!("bench: starting the token API");
-    let api = TokenApi::start(&work.join("token-api"), a.load_core, 300, None).await?;
+    let api = TokenApi::start(&work.join("token-api"), a.load_core, 300, None, None).await?;
     let outcome = measure_all(
         &a,
         &mut report,
@@ -340,7 +394,8 @@ async fn measure_all(
     // 2. Introspect alone, the token API on Envoy's (now idle) core: on
     // SQLite, then the same on PostgreSQL (its server on the load core).
     eprintln!("bench: introspect throughput (SQLite)");
-    report.introspect = Some(introspect(a, tool, api, &valid).await?);
+    let timing = Timing::of(a);
+    report.introspect = Some(introspect(&timing, tool, api, &valid).await?);
     eprintln!("bench: introspect throughput (PostgreSQL)");
     let mut pg = harness::pgserver::PgServer::start(harness::pgserver::PgServerOptions {
         dir: Some(work.join("postgres")),
@@ -354,11 +409,17 @@ async fn measure_all(
             url,
             host: format!("127.0.0.1:{}", pg.port()),
         };
-        let on_pg =
-            TokenApi::start(&work.join("token-api-pg"), a.load_core, 300, Some(&target)).await?;
+        let on_pg = TokenApi::start(
+            &work.join("token-api-pg"),
+            a.load_core,
+            300,
+            Some(&target),
+            None,
+        )
+        .await?;
         let minted = on_pg.mint("bench-pg").await;
         let result = match minted {
-            Ok(t) => introspect(a, tool, &on_pg, &format!("Bearer {}", t.token)).await,
+            Ok(t) => introspect(&timing, tool, &on_pg, &format!("Bearer {}", t.token)).await,
             Err(e) => Err(e),
         };
         on_pg.stop().await;
@@ -471,28 +532,47 @@ async fn measure_all(
     Ok(())
 }
 
+/// Where and how long the introspect runs go.
+struct Timing {
+    api_core: usize,
+    load_core: usize,
+    warmup: Duration,
+    duration: Duration,
+}
+
+impl Timing {
+    fn of(a: &RunArgs) -> Self {
+        Self {
+            api_core: a.envoy_core,
+            load_core: a.load_core,
+            warmup: Duration::from_secs(a.warmup.max(1)),
+            duration: Duration::from_secs(a.duration),
+        }
+    }
+}
+
 /// Introspect alone: the token API moved to Envoy's (idle) core, the load
 /// tool on the load core, a warm-up then a measured run; plus the token
 /// API's CPU time per request, which contention on the machine changes less.
 async fn introspect(
-    a: &RunArgs,
+    t: &Timing,
     tool: &Tool,
     api: &TokenApi,
     authorization: &str,
 ) -> anyhow::Result<report::Introspect> {
     let api_pid = api.pid()?;
-    pin::pin(api_pid, &a.envoy_core.to_string())?;
+    pin::pin(api_pid, &t.api_core.to_string())?;
     let url = format!("{}/api/v1/mcptokens/introspect", api.url());
     let mut run = Load {
         url: &url,
         authorization: Some(authorization),
         connections: INTROSPECT_CONNECTIONS,
-        duration: Duration::from_secs(a.warmup.max(1)),
-        core: a.load_core,
+        duration: t.warmup,
+        core: t.load_core,
     };
     let measured = async {
         load::run(tool, &run).await?;
-        run.duration = Duration::from_secs(a.duration);
+        run.duration = t.duration;
         let before = procfs::cpu_ticks(api_pid)?;
         let m = load::run(tool, &run).await?;
         let ticks = procfs::cpu_ticks(api_pid)?.saturating_sub(before);
@@ -507,6 +587,125 @@ async fn introspect(
         })
     }
     .await;
-    pin::pin(api_pid, &a.load_core.to_string())?;
+    pin::pin(api_pid, &t.load_core.to_string())?;
     measured
+}
+
+/// `bench introspect`: the introspect runs alone, each reuse setting on a
+/// token API of its own, taking turns round after round; one line per run
+/// and the medians.
+async fn introspect_only(a: IntrospectArgs) -> anyhow::Result<()> {
+    if a.api_core == a.load_core {
+        bail!("--api-core and --load-core must differ");
+    }
+    let stores: &[&str] = match a.store.as_str() {
+        "sqlite" => &["sqlite"],
+        "postgres" => &["postgres"],
+        "both" => &["sqlite", "postgres"],
+        other => bail!("--store {other:?}: use sqlite, postgres or both"),
+    };
+    if a.reuse.is_empty() || a.reuse.contains(&0) {
+        bail!("--reuse: one or more counts of at least 1, e.g. 128,1");
+    }
+    let root = harness::stack::workspace_root();
+    let work = if a.work_dir.is_absolute() {
+        a.work_dir.clone()
+    } else {
+        root.join(&a.work_dir)
+    };
+    if work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("emptying {}", work.display()))?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let tool = Tool::detect(&a.load_tool, &work)?;
+    let timing = Timing {
+        api_core: a.api_core,
+        load_core: a.load_core,
+        warmup: Duration::from_secs(a.warmup.max(1)),
+        duration: Duration::from_secs(a.duration),
+    };
+    eprintln!(
+        "bench: introspect, {} connections, {} s runs; load average {}",
+        INTROSPECT_CONNECTIONS,
+        a.duration,
+        procfs::loadavg()
+    );
+    for store in stores {
+        let mut pg = None;
+        let target = if *store == "postgres" {
+            let server = harness::pgserver::PgServer::start(harness::pgserver::PgServerOptions {
+                dir: Some(work.join("postgres")),
+                port: 0,
+                durable: true,
+            })
+            .await?;
+            let url = server.create_database("bench").await;
+            let port = server.port();
+            pg = Some(server);
+            Some(token_api::Postgres {
+                url: url?,
+                host: format!("127.0.0.1:{port}"),
+            })
+        } else {
+            None
+        };
+        let result = introspect_rounds(&a, &tool, &timing, &work, store, target.as_ref()).await;
+        if let Some(mut server) = pg {
+            server.stop().await;
+        }
+        result?;
+    }
+    Ok(())
+}
+
+async fn introspect_rounds(
+    a: &IntrospectArgs,
+    tool: &Tool,
+    timing: &Timing,
+    work: &std::path::Path,
+    store: &str,
+    postgres: Option<&token_api::Postgres>,
+) -> anyhow::Result<()> {
+    let mut results: Vec<Vec<report::Introspect>> = vec![Vec::new(); a.reuse.len()];
+    for round in 1..=a.rounds {
+        for (i, &count) in a.reuse.iter().enumerate() {
+            let reuse = harness::spin::InstanceReuse {
+                max_reuse_count: count,
+                ..Default::default()
+            };
+            // One database per variant, so each starts alike.
+            let data = work.join(format!("token-api-{store}-{count}"));
+            let api = TokenApi::start(&data, a.load_core, 300, postgres, Some(reuse)).await?;
+            let measured = async {
+                let t = api.mint(&format!("bench-{round}-{count}")).await?;
+                introspect(timing, tool, &api, &format!("Bearer {}", t.token)).await
+            }
+            .await;
+            api.stop().await;
+            let m = measured?;
+            println!(
+                "{store:8} reuse {count:>4}  round {round}: {:>6.0} req/s  p50 {:>5.0} µs  \
+                 p99 {:>6.0} µs  CPU/req {:>6.1} µs  non-200 {}",
+                m.measured.rps(),
+                m.measured.p50_us,
+                m.measured.p99_us,
+                m.cpu_us_per_req,
+                m.measured.http_errors + m.measured.socket_errors
+            );
+            results[i].push(m);
+        }
+    }
+    for (count, runs) in a.reuse.iter().zip(&results) {
+        let median = |f: &dyn Fn(&report::Introspect) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        println!(
+            "{store:8} reuse {count:>4}  median:  {:>6.0} req/s  CPU/req {:>6.1} µs",
+            median(&|m| m.measured.rps()),
+            median(&|m| m.cpu_us_per_req)
+        );
+    }
+    Ok(())
 }

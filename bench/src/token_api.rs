@@ -27,6 +27,7 @@ pub async fn serve(
     admin_key_sha256: String,
     cache_ttl_s: u32,
     postgres: Option<Postgres>,
+    reuse: harness::spin::InstanceReuse,
 ) -> anyhow::Result<()> {
     let mut opts = SpinOptions::new(
         harness::stack::workspace_root().join("token-api/spin.toml"),
@@ -36,6 +37,7 @@ pub async fn serve(
     // Guest logging would put a write on every request's path.
     opts.guest_stdio = false;
     opts.env_variables = false;
+    opts.instance_reuse = reuse;
     opts.variables
         .insert("admin_key_sha256".into(), admin_key_sha256);
     opts.variables
@@ -75,12 +77,14 @@ pub struct TokenApi {
 
 impl TokenApi {
     /// Starts `<this binary> token-api` pinned to `core` (on PostgreSQL when
-    /// given, else SQLite in `data`); waits for `/health`.
+    /// given, else SQLite in `data`; with Spin's instance reuse unless
+    /// `reuse` says otherwise); waits for `/health`.
     pub async fn start(
         data: &Path,
         core: usize,
         cache_ttl_s: u32,
         postgres: Option<&Postgres>,
+        reuse: Option<harness::spin::InstanceReuse>,
     ) -> anyhow::Result<Self> {
         let port = harness::stack::free_port()?;
         let admin_key = harness::stack::random_admin_key()?;
@@ -102,6 +106,14 @@ impl TokenApi {
             .args(["--cache-ttl-s", &cache_ttl_s.to_string()]);
         if let Some(pg) = postgres {
             cmd.args(["--postgres-url", &pg.url, "--postgres-host", &pg.host]);
+        }
+        if let Some(r) = reuse {
+            cmd.args([
+                "--max-instance-reuse-count",
+                &r.max_reuse_count.to_string(),
+                "--max-instance-concurrent-reuse-count",
+                &r.max_concurrent_reuse_count.to_string(),
+            ]);
         }
         let child = cmd
             .stdin(Stdio::null())

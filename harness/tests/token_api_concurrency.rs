@@ -1,4 +1,4 @@
-//! Concurrent requests through the host: a fresh instance each, one SQLite
+//! Concurrent requests through the host: on several instances, one SQLite
 //! file, no lost or doubled writes. Also prints introspection throughput
 //! (measured, not asserted).
 

@@ -23,10 +23,11 @@ pub fn engine() -> Result<&'static Engine, String> {
         .get_or_init(|| {
             let mut config = Config::new();
             config.wasm_component_model_async(true);
-            // A fresh instance per request (as Spin) makes instantiation the
-            // host's main cost; the pooling allocator reuses instance slots
-            // instead of mapping and unmapping memory every time (as Spin
-            // and `wasmtime serve` do).
+            // Instances are reused (up to 128 requests each), but a new one
+            // is still made often (after its reuse count, an idle second, a
+            // trap); the pooling allocator reuses instance slots instead of
+            // mapping and unmapping memory every time (as Spin and
+            // `wasmtime serve` do).
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling()));
             // wasmtime's on-disk cache (as `spin up` and `wasmtime serve` use)
             // saves the multi-second compile on every later start.
@@ -48,9 +49,10 @@ pub fn engine() -> Result<&'static Engine, String> {
         .map_err(Clone::clone)
 }
 
-/// Room for this many requests in flight at once across every host of the
-/// process (tests start many), each a component instance of a few core
-/// instances, memories and tables.
+/// Room for this many component instances alive at once across every host
+/// of the process (tests start many; an instance serves up to 16 requests at
+/// once and stays 1 s after its last), each a few core instances, memories
+/// and tables.
 const POOLED_REQUESTS: u32 = 1_000;
 
 fn pooling() -> wasmtime::PoolingAllocationConfig {

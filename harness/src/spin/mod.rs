@@ -2,7 +2,8 @@
 //!
 //! Reads the application's `spin.toml` (manifest version 2) and serves its
 //! HTTP triggers on a loopback address the way `spin up` would:
-//! `wasi:http/handler@0.3.0` with a fresh component instance per request,
+//! `wasi:http/handler@0.3.0` on instances reused as Spin reuses them (up to
+//! 128 requests each, 16 at once, dropped after 1 s idle: [`InstanceReuse`]),
 //! `spin:sqlite@3.1.0` on `<data dir>/sqlite_db.db`, `spin:postgres@4.2.0`
 //! to the servers the component's `allowed_outbound_hosts` allow,
 //! `spin:variables@3.0.0` from the manifest, `SPIN_VARIABLE_*` and
@@ -42,9 +43,10 @@ use tokio::task::JoinHandle;
 use allowed_hosts::AllowedHosts;
 use manifest::{Manifest, ManifestError};
 use postgres::{PgCtx, Pools};
-use server::{App, ServedComponent};
+use server::{App, ComponentInstances, Counters, ServedComponent};
 use sqlite::{Databases, SqliteCtx};
 use state::ComponentVariables;
+use wasmtime_wasi_http::handler::ProxyHandler;
 use variables::VariablesError;
 
 pub use sqlite::DEFAULT_DB_FILE;
@@ -68,11 +70,51 @@ pub struct SpinOptions {
     pub request_timeout: Duration,
     /// How long [`Running::shutdown`] waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// How long a component instance serves before it is dropped.
+    pub instance_reuse: InstanceReuse,
+}
+
+/// Bounds of instance reuse, with the defaults and meaning of `spin up`'s
+/// `--max-instance-reuse-count`, `--max-instance-concurrent-reuse-count` and
+/// `--idle-instance-timeout` for `wasi:http@0.3` components (Spin also takes
+/// ranges to pick from at random; this host takes one value each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceReuse {
+    /// Requests one instance serves before it is dropped; 1: a fresh
+    /// instance per request.
+    pub max_reuse_count: usize,
+    /// Requests one instance serves at the same time (a second one is given
+    /// to it only while the first waits on I/O).
+    pub max_concurrent_reuse_count: usize,
+    /// How long an idle instance is kept for the next request.
+    pub idle_timeout: Duration,
+}
+
+impl Default for InstanceReuse {
+    fn default() -> Self {
+        Self {
+            max_reuse_count: 128,
+            max_concurrent_reuse_count: 16,
+            idle_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl InstanceReuse {
+    /// A fresh instance per request (no reuse).
+    pub fn none() -> Self {
+        Self {
+            max_reuse_count: 1,
+            max_concurrent_reuse_count: 1,
+            ..Self::default()
+        }
+    }
 }
 
 impl SpinOptions {
     /// Defaults: listen on `127.0.0.1:0`, read `SPIN_VARIABLE_*`, show guest
-    /// output, 30 s request timeout, 5 s shutdown grace.
+    /// output, 30 s request timeout, 5 s shutdown grace, Spin's instance
+    /// reuse.
     pub fn new(manifest: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> Self {
         Self {
             manifest: manifest.into(),
@@ -83,6 +125,7 @@ impl SpinOptions {
             guest_stdio: true,
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            instance_reuse: InstanceReuse::default(),
         }
     }
 }
@@ -101,6 +144,8 @@ pub enum StartError {
     Component(String),
     #[error("{0}")]
     Storage(String),
+    #[error("{0}")]
+    Options(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -116,6 +161,13 @@ impl TokenApiHost {
     /// and pre-instantiates the components, then serves until
     /// [`Running::shutdown`].
     pub async fn start(opts: SpinOptions) -> Result<Running, StartError> {
+        let reuse = opts.instance_reuse;
+        if reuse.max_reuse_count == 0 || reuse.max_concurrent_reuse_count == 0 {
+            return Err(StartError::Options(format!(
+                "instance reuse {reuse:?}: the reuse counts must be at least 1 (1: a fresh \
+                 instance per request)"
+            )));
+        }
         let manifest = Manifest::load(&opts.manifest)?;
         let variables_error = |source| StartError::Variables {
             manifest: manifest.path.clone(),
@@ -178,8 +230,14 @@ impl TokenApiHost {
         let engine = engine::engine().map_err(StartError::Component)?.clone();
         // One set of PostgreSQL pools for the application, as Spin keeps.
         let pg_pools = Arc::new(Pools::default());
+        let counters = Arc::new(Counters::default());
+        let variables_of: Vec<ComponentVariables> = served_ids
+            .iter()
+            .map(|id| ComponentVariables::new(id, resolved.get(*id).cloned().unwrap_or_default()))
+            .collect();
+        let stop_instances = tokio_util::sync::CancellationToken::new();
         let mut components = Vec::new();
-        for id in &served_ids {
+        for (id, variables) in served_ids.iter().zip(&variables_of) {
             let decl = &manifest.components[*id];
             let (engine2, source) = (engine.clone(), decl.source.clone());
             let pre = tokio::task::spawn_blocking(move || {
@@ -191,8 +249,9 @@ impl TokenApiHost {
             .map_err(StartError::Component)?;
             let allowed = allowed_hosts(id, &decl.allowed_outbound_hosts, &app_values)
                 .map_err(|e| StartError::Component(format!("{}: {e}", manifest.path.display())))?;
-            components.push(ServedComponent {
+            let instances = ComponentInstances {
                 id: id.to_string(),
+                engine: engine.clone(),
                 pre,
                 sqlite: SqliteCtx {
                     databases: databases.clone(),
@@ -207,15 +266,21 @@ impl TokenApiHost {
                     pools: pg_pools.clone(),
                     allowed: Arc::new(allowed),
                 },
-                variables: ComponentVariables {
-                    component: id.to_string(),
-                    values: Arc::new(resolved.get(*id).cloned().unwrap_or_default()),
-                },
+                variables: variables.clone(),
                 environment: decl
                     .environment
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
+                guest_stdio: opts.guest_stdio,
+                reuse,
+                request_timeout: opts.request_timeout,
+                counters: counters.clone(),
+                stop: stop_instances.clone(),
+            };
+            components.push(ServedComponent {
+                id: id.to_string(),
+                handler: ProxyHandler::new(instances),
             });
         }
 
@@ -230,13 +295,11 @@ impl TokenApiHost {
             source,
         })?;
         let app = Arc::new(App {
-            engine,
             router,
             route_targets,
             components,
             local_addr: addr,
             request_timeout: opts.request_timeout,
-            guest_stdio: opts.guest_stdio,
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(server::serve(app, listener, stopped, opts.shutdown_grace));
@@ -250,6 +313,21 @@ impl TokenApiHost {
             database: databases.get("default").map(|d| d.path().to_owned()),
             stop,
             task,
+            counters,
+            stop_instances,
+            grace: opts.shutdown_grace,
+            variables: std::sync::Mutex::new(LiveVariables {
+                manifest: manifest.path.clone(),
+                declared: manifest.variables.keys().cloned().collect(),
+                values: app_values,
+                components: served_ids
+                    .iter()
+                    .zip(variables_of)
+                    .map(|(id, vars)| {
+                        (manifest.components[*id].variables.clone(), vars)
+                    })
+                    .collect(),
+            }),
         })
     }
 }
@@ -278,6 +356,19 @@ pub struct Running {
     database: Option<PathBuf>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    counters: Arc<Counters>,
+    stop_instances: tokio_util::sync::CancellationToken,
+    grace: Duration,
+    variables: std::sync::Mutex<LiveVariables>,
+}
+
+/// The application variables in force, and the components they fill in.
+struct LiveVariables {
+    manifest: PathBuf,
+    declared: Vec<String>,
+    values: BTreeMap<String, String>,
+    /// Each served component's templates and the values its instances read.
+    components: Vec<(BTreeMap<String, String>, ComponentVariables)>,
 }
 
 impl Running {
@@ -301,15 +392,59 @@ impl Running {
         self.database.as_deref()
     }
 
-    /// Stops accepting, lets requests in flight finish, then returns.
+    /// Component instances created so far (each serves up to
+    /// [`InstanceReuse::max_reuse_count`] requests).
+    pub fn instances_started(&self) -> u64 {
+        self.counters.started()
+    }
+
+    /// Changes an application variable while serving, as a dynamic provider
+    /// of Spin's (Vault, Azure Key Vault) may: the next `variables.get` of
+    /// every instance, alive or new, reads the new value. Templates of
+    /// `allowed_outbound_hosts` keep the values they were rendered with at
+    /// start.
+    pub fn set_variable(&self, name: &str, value: &str) -> Result<(), StartError> {
+        let mut live = self.variables.lock().unwrap_or_else(|e| e.into_inner());
+        let error = |source| StartError::Variables {
+            manifest: live.manifest.clone(),
+            source,
+        };
+        if !live.declared.iter().any(|d| d == name) {
+            return Err(error(VariablesError::UnknownOverride {
+                name: name.to_owned(),
+                declared: live.declared.join(", "),
+            }));
+        }
+        let mut values = live.values.clone();
+        values.insert(name.to_owned(), value.to_owned());
+        let mut rendered = Vec::with_capacity(live.components.len());
+        for (templates, vars) in &live.components {
+            let one = variables::resolve_components(&values, [(vars.component.as_str(), templates)])
+                .map_err(error)?;
+            rendered.push(one.into_values().next().unwrap_or_default());
+        }
+        for ((_, vars), values) in live.components.iter().zip(rendered) {
+            vars.replace(values);
+        }
+        live.values = values;
+        Ok(())
+    }
+
+    /// Stops accepting, lets requests in flight finish, drops the instances,
+    /// then returns.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         let _ = (&mut self.task).await;
+        self.stop_instances.cancel();
+        // Instances still running a request the grace cut off end at their
+        // request timeout; this does not wait for them.
+        let _ = tokio::time::timeout(self.grace, self.counters.none_alive()).await;
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        self.stop_instances.cancel();
     }
 }

@@ -1,10 +1,15 @@
 //! The HTTP side: accept connections with hyper, route each request as Spin
-//! does, run it in a fresh component instance, and shut down gracefully.
+//! does, hand it to the component's instances (reused as Spin reuses
+//! `wasi:http@0.3` instances), and shut down gracefully.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
@@ -13,39 +18,240 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
-use wasmtime::{Engine, Store};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use wasmtime::component::GuestTaskId;
+use wasmtime::{Engine, Store, StoreContextMut};
 use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::handler::{
+    HandlerState, Instance, Proxy, ProxyHandler, ShouldAccept, WorkerExpiration, WorkerState,
+    WorkerStatus,
+};
 use wasmtime_wasi_http::p3::bindings::ServicePre;
-use wasmtime_wasi_http::WasiHttpCtx;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::postgres::PgCtx;
 use super::routes::{RouteMatch, Router};
 use super::sqlite::SqliteCtx;
 use super::state::{ComponentVariables, InstanceState, NoOutboundHttp};
+use super::InstanceReuse;
 
-/// A component ready to serve: pre-instantiated, with its per-instance
-/// configuration.
+/// A served component: its instances, created and reused by wasmtime's
+/// `ProxyHandler` (the dispatcher Spin and `wasmtime serve` use).
 pub struct ServedComponent {
     pub id: String,
-    pub pre: ServicePre<InstanceState>,
-    pub sqlite: SqliteCtx,
-    pub pg: PgCtx,
-    pub variables: ComponentVariables,
-    pub environment: Vec<(String, String)>,
+    pub handler: ProxyHandler<ComponentInstances>,
 }
 
 /// Everything a request needs, shared by all connections.
 pub struct App {
-    pub engine: Engine,
     pub router: Router,
     /// Component index for each route of `router`.
     pub route_targets: Vec<usize>,
     pub components: Vec<ServedComponent>,
     pub local_addr: SocketAddr,
     pub request_timeout: Duration,
+}
+
+/// How a component's instances are made, and how long each may serve.
+pub struct ComponentInstances {
+    pub id: String,
+    pub engine: Engine,
+    pub pre: ServicePre<InstanceState>,
+    pub sqlite: SqliteCtx,
+    pub pg: PgCtx,
+    pub variables: ComponentVariables,
+    pub environment: Vec<(String, String)>,
     pub guest_stdio: bool,
+    pub reuse: InstanceReuse,
+    pub request_timeout: Duration,
+    pub counters: Arc<Counters>,
+    /// Cancelled at shutdown: idle instances are dropped at once.
+    pub stop: CancellationToken,
+}
+
+/// Instances started and alive, across the components of one host.
+#[derive(Debug, Default)]
+pub struct Counters {
+    started: AtomicU64,
+    alive: AtomicUsize,
+    ended: Notify,
+}
+
+impl Counters {
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once no instance is alive.
+    pub async fn none_alive(&self) {
+        loop {
+            let ended = self.ended.notified();
+            if self.alive.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+}
+
+/// Held by a worker for its instance's life.
+struct Alive(Arc<Counters>);
+
+impl Alive {
+    fn new(counters: Arc<Counters>) -> Self {
+        counters.started.fetch_add(1, Ordering::Relaxed);
+        counters.alive.fetch_add(1, Ordering::AcqRel);
+        Self(counters)
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.alive.fetch_sub(1, Ordering::AcqRel);
+        self.0.ended.notify_waiters();
+    }
+}
+
+fn http_view(state: &mut InstanceState) -> WasiHttpCtxView<'_> {
+    state.http()
+}
+
+impl HandlerState for ComponentInstances {
+    type StoreData = InstanceState;
+    type WorkerExpiration = Expiration;
+    type WorkerState = Worker;
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance<InstanceState, Expiration, Worker>> {
+        let mut wasi = WasiCtx::builder();
+        wasi.envs(&self.environment);
+        if self.guest_stdio {
+            wasi.inherit_stdout().inherit_stderr();
+        }
+        let state = InstanceState {
+            table: Default::default(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: NoOutboundHttp,
+            sqlite: self.sqlite.clone(),
+            pg: self.pg.clone(),
+            variables: self.variables.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        let service = self.pre.instantiate_async(&mut store).await?;
+        Ok(Instance {
+            store,
+            proxy: Proxy::P3(service),
+            view: http_view,
+            expiration: Expiration {
+                idle_timeout: self.reuse.idle_timeout,
+                // A request expires at `request_timeout` (see
+                // `Worker::on_request_start`); this bound is the second line,
+                // for a guest that keeps the store busy so that expiry cannot
+                // run, as wasmtime's handler documents.
+                busy_timeout: self.request_timeout,
+                sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+                stop: Box::pin(self.stop.clone().cancelled_owned()),
+                stopping: self.stop.clone(),
+            },
+            state: Worker {
+                component: self.id.clone(),
+                stopping: self.stop.clone(),
+                reuse: self.reuse,
+                request_timeout: self.request_timeout,
+                _alive: Alive::new(self.counters.clone()),
+            },
+        })
+    }
+}
+
+/// When an instance is dropped: idle too long, busy too long, or the host
+/// is shutting down and it is idle.
+pub struct Expiration {
+    idle_timeout: Duration,
+    busy_timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
+    stopping: CancellationToken,
+}
+
+impl WorkerExpiration for Expiration {
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        status: WorkerStatus,
+        start: Instant,
+    ) -> Poll<()> {
+        let me = self.get_mut();
+        if status == WorkerStatus::Idle
+            && (me.stopping.is_cancelled() || me.stop.as_mut().poll(cx).is_ready())
+        {
+            return Poll::Ready(());
+        }
+        let timeout = match status {
+            WorkerStatus::Idle => me.idle_timeout,
+            WorkerStatus::Requests | WorkerStatus::PostReturn => me.busy_timeout,
+        };
+        let Some(deadline) = start.checked_add(timeout) else {
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        if me.sleep.deadline() != deadline {
+            me.sleep.as_mut().reset(deadline);
+        }
+        me.sleep.as_mut().poll(cx)
+    }
+}
+
+/// One instance's reuse bounds.
+pub struct Worker {
+    component: String,
+    stopping: CancellationToken,
+    reuse: InstanceReuse,
+    request_timeout: Duration,
+    _alive: Alive,
+}
+
+impl WorkerState for Worker {
+    type StoreData = InstanceState;
+    type RequestData = ();
+
+    fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
+        if total >= self.reuse.max_reuse_count {
+            ShouldAccept::Never
+        } else if concurrent >= self.reuse.max_concurrent_reuse_count {
+            ShouldAccept::No
+        } else {
+            ShouldAccept::Yes
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        _store: StoreContextMut<'_, InstanceState>,
+        _data: (),
+        _task: GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        // An expired request stops the instance taking more; it is dropped
+        // once its other requests are done.
+        Box::pin(tokio::time::sleep(self.request_timeout))
+    }
+
+    fn drop(&self, _store: Store<InstanceState>, result: wasmtime::Result<()>) {
+        // A trap ends the instance and every request it was serving; the
+        // next request gets a fresh one. Instances cut off by the host
+        // stopping (or its runtime going away) are not news.
+        if let Err(e) = result {
+            if self.stopping.is_cancelled() {
+                return;
+            }
+            eprintln!(
+                "spin host: an instance of component {:?} ended: {e:?}",
+                self.component
+            );
+        }
+    }
 }
 
 type Body = Full<Bytes>;
@@ -123,7 +329,7 @@ async fn handle(app: &App, req: Request<Incoming>, client: SocketAddr) -> Respon
         Ok(req) => req,
         Err(msg) => return plain(StatusCode::BAD_REQUEST, &msg),
     };
-    match tokio::time::timeout(app.request_timeout, run(app, component, req)).await {
+    match tokio::time::timeout(app.request_timeout, run(component, req)).await {
         Ok(Ok(res)) => res,
         Ok(Err(e)) => {
             eprintln!(
@@ -210,58 +416,20 @@ fn prepare_request<B>(
     Ok(Request::from_parts(parts, body))
 }
 
-/// Runs one request in a fresh instance and collects the whole response.
-async fn run(
-    app: &App,
-    component: &ServedComponent,
-    req: Request<Incoming>,
-) -> wasmtime::Result<Response<Body>> {
-    let mut wasi = WasiCtx::builder();
-    wasi.envs(&component.environment);
-    if app.guest_stdio {
-        wasi.inherit_stdout().inherit_stderr();
-    }
-    let state = InstanceState {
-        table: Default::default(),
-        wasi: wasi.build(),
-        http: WasiHttpCtx::new(),
-        hooks: NoOutboundHttp,
-        sqlite: component.sqlite.clone(),
-        pg: component.pg.clone(),
-        variables: component.variables.clone(),
-    };
-    let mut store = Store::new(&app.engine, state);
-    let service = component.pre.instantiate_async(&mut store).await?;
-    let (req, io) = wasmtime_wasi_http::p3::Request::from_http(&mut NoOutboundHttp, req);
-
-    store
-        .run_concurrent(async |acc| {
-            let respond = async {
-                let res = match service.handle(acc, req).await? {
-                    Ok(res) => res,
-                    Err(code) => {
-                        wasmtime::bail!("the component answered with error code {code:?}")
-                    }
-                };
-                let res = acc.with(|store| res.into_http(store, async { Ok(()) }))?;
-                // The guest may write the body after `handle` returns, so the
-                // body is read while the store still runs.
-                let (parts, body) = res.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map_err(|e| wasmtime::format_err!("reading the response body: {e:?}"))?
-                    .to_bytes();
-                wasmtime::Result::Ok(Response::from_parts(parts, Full::new(body)))
-            };
-            let consume = async {
-                io.await
-                    .map_err(|e| wasmtime::format_err!("reading the request body: {e:?}"))
-            };
-            let (res, ()) = tokio::try_join!(respond, consume)?;
-            wasmtime::Result::Ok(res)
-        })
-        .await?
+/// Runs one request on one of the component's instances and collects the
+/// whole response.
+async fn run(component: &ServedComponent, req: Request<Incoming>) -> wasmtime::Result<Response<Body>> {
+    let req = req.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
+    let res = component.handler.handle((), req).await?;
+    // The guest may write the body after `handle` returns; its instance
+    // keeps running it meanwhile.
+    let (parts, body) = res.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| wasmtime::format_err!("reading the response body: {e:?}"))?
+        .to_bytes();
+    Ok(Response::from_parts(parts, Full::new(body)))
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! As in Spin, the `default` database lives in `<data dir>/sqlite_db.db`, a
 //! component may open only the labels in its `sqlite_databases`, and each
 //! guest `open` gets its own SQLite connection. Connections come from a small
-//! pool so a fresh instance per request does not reopen the file each time;
+//! pool shared by all instances, so a guest opening one per request does not
+//! reopen the file each time;
 //! one still left inside a transaction is rolled back before reuse. The file
 //! is in WAL mode with a busy timeout so concurrent requests wait rather than
 //! fail. Every statement runs on tokio's blocking pool.

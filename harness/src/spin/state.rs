@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use wasmtime::component::{Accessor, HasData, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -85,19 +85,34 @@ impl WasiHttpHooks for NoOutboundHttp {
     }
 }
 
-/// The resolved `[component.<id>.variables]` of one component.
+/// The resolved `[component.<id>.variables]` of one component. Shared by
+/// its instances and replaced whole when a variable changes
+/// ([`super::Running::set_variable`]), so every `get` sees the current value.
 #[derive(Debug, Clone)]
 pub struct ComponentVariables {
     pub component: String,
-    pub values: Arc<BTreeMap<String, String>>,
+    pub values: Arc<RwLock<Arc<BTreeMap<String, String>>>>,
 }
 
 impl ComponentVariables {
+    pub fn new(component: &str, values: BTreeMap<String, String>) -> Self {
+        Self {
+            component: component.to_owned(),
+            values: Arc::new(RwLock::new(Arc::new(values))),
+        }
+    }
+
+    /// Puts in new values for every later `get`.
+    pub fn replace(&self, values: BTreeMap<String, String>) {
+        *self.values.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(values);
+    }
+
     /// `spin:variables/variables.get`, with Spin's error cases.
     pub fn get(&self, name: &str) -> Result<String, variables::Error> {
         validate_name(name)
             .map_err(|reason| variables::Error::InvalidName(format!("{name:?}: {reason}")))?;
-        self.values.get(name).cloned().ok_or_else(|| {
+        let values = self.values.read().unwrap_or_else(|e| e.into_inner()).clone();
+        values.get(name).cloned().ok_or_else(|| {
             variables::Error::Undefined(format!(
                 "no variable for {:?}.{name:?}; declare it in [component.{}.variables]",
                 self.component, self.component
@@ -127,10 +142,10 @@ mod tests {
 
     #[test]
     fn get_distinguishes_invalid_and_undefined_names() {
-        let vars = ComponentVariables {
-            component: "token-api".into(),
-            values: Arc::new(BTreeMap::from([("cache_ttl_s".into(), "30".into())])),
-        };
+        let vars = ComponentVariables::new(
+            "token-api",
+            BTreeMap::from([("cache_ttl_s".into(), "30".into())]),
+        );
         assert_eq!(vars.get("cache_ttl_s").unwrap(), "30");
         assert!(matches!(
             vars.get("Cache-TTL"),
@@ -140,5 +155,16 @@ mod tests {
             vars.get("admin_key"),
             Err(variables::Error::Undefined(m)) if m.contains("[component.token-api.variables]")
         ));
+    }
+
+    #[test]
+    fn every_clone_sees_replaced_values() {
+        let vars = ComponentVariables::new(
+            "token-api",
+            BTreeMap::from([("cache_ttl_s".into(), "30".into())]),
+        );
+        let instance = vars.clone();
+        vars.replace(BTreeMap::from([("cache_ttl_s".into(), "5".into())]));
+        assert_eq!(instance.get("cache_ttl_s").unwrap(), "5");
     }
 }

@@ -5,7 +5,7 @@
 //!   must be allowed by the component's `allowed_outbound_hosts`
 //!   (`postgres://host:port`), else `connection-failed`;
 //! - connections come from a pool per address shared by every instance of the
-//!   application, so a fresh instance per request does not reconnect;
+//!   application, so a guest connecting on every request does not reconnect;
 //! - database errors come back as `query-failed(db-error)` with SQLSTATE,
 //!   message and detail.
 //!
