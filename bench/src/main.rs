@@ -211,8 +211,15 @@ fn main() -> ExitCode {
                     max_concurrent_reuse_count: a.max_instance_concurrent_reuse_count,
                     ..Default::default()
                 };
-                token_api::serve(a.listen, a.data, a.admin_key_sha256, a.cache_ttl_s, pg, reuse)
-                    .await
+                token_api::serve(
+                    a.listen,
+                    a.data,
+                    a.admin_key_sha256,
+                    a.cache_ttl_s,
+                    pg,
+                    reuse,
+                )
+                .await
             }
         }
     });

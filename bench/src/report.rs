@@ -246,7 +246,8 @@ impl Report {
             let _ = writeln!(
                 o,
                 "`token_api.wasm` on the harness's Spin-compatible host (profile \
-                 `host-release`), pinned alone to core {}, load tool on core {} with {} \
+                 `host-release`, instances reused with Spin's defaults), pinned alone to core \
+                 {}, load tool on core {} with {} \
                  connections, active token, {} s after a warm-up. *CPU/req*: the token API \
                  process's user+system time over the requests it answered; when it has its \
                  core to itself, req/s ≈ 10⁶ / CPU/req. PostgreSQL runs on the load core, \

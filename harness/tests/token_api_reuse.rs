@@ -58,7 +58,9 @@ async fn introspect_is(conn: &mut Conn, token: &str, expected: &Value) {
 async fn interleaved_tenants_on_reused_instances_get_their_own_answers() {
     let api = start(long_idle(), &[]).await;
     let acme = api
-        .create(json!({"name": "a", "tenant": "acme", "project": "p1", "scopes": ["mcp:tools/list"]}))
+        .create(
+            json!({"name": "a", "tenant": "acme", "project": "p1", "scopes": ["mcp:tools/list"]}),
+        )
         .await;
     let globex = api
         .create(json!({"name": "g", "tenant": "globex", "scopes": ["mcp:*"]}))
@@ -122,7 +124,12 @@ async fn without_reuse_every_request_gets_a_fresh_instance() {
     let before = api.running.instances_started();
     let mut conn = Conn::open(api.addr()).await;
     for _ in 0..10 {
-        introspect_is(&mut conn, token, &json!({"active": true, "token_id": t["id"]})).await;
+        introspect_is(
+            &mut conn,
+            token,
+            &json!({"active": true, "token_id": t["id"]}),
+        )
+        .await;
     }
     assert_eq!(api.running.instances_started() - before, 10);
 }
@@ -183,7 +190,10 @@ async fn a_variable_changed_while_an_instance_lives_is_read_on_its_next_request(
     let r = conn.send(introspect()).await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{:?}", r.body);
 
-    let e = api.running.set_variable("no_such_variable", "1").unwrap_err();
+    let e = api
+        .running
+        .set_variable("no_such_variable", "1")
+        .unwrap_err();
     assert!(e.to_string().contains("no_such_variable"), "{e}");
 }
 
@@ -193,7 +203,9 @@ async fn a_variable_changed_while_an_instance_lives_is_read_on_its_next_request(
 async fn a_trap_ends_only_its_instance() {
     let api = start(long_idle(), &[]).await;
     let huge = api.create(json!({"name": "huge", "tenant": "acme"})).await;
-    let fine = api.create(json!({"name": "fine", "tenant": "globex"})).await;
+    let fine = api
+        .create(json!({"name": "fine", "tenant": "globex"}))
+        .await;
     // A name of 62 MB: the host passes it (under its 64 MiB result bound),
     // the guest cannot hold it and a copy within its 64 MiB memory: its
     // allocator aborts, which is a trap.

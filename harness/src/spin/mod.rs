@@ -46,8 +46,8 @@ use postgres::{PgCtx, Pools};
 use server::{App, ComponentInstances, Counters, ServedComponent};
 use sqlite::{Databases, SqliteCtx};
 use state::ComponentVariables;
-use wasmtime_wasi_http::handler::ProxyHandler;
 use variables::VariablesError;
+use wasmtime_wasi_http::handler::ProxyHandler;
 
 pub use sqlite::DEFAULT_DB_FILE;
 
@@ -323,9 +323,7 @@ impl TokenApiHost {
                 components: served_ids
                     .iter()
                     .zip(variables_of)
-                    .map(|(id, vars)| {
-                        (manifest.components[*id].variables.clone(), vars)
-                    })
+                    .map(|(id, vars)| (manifest.components[*id].variables.clone(), vars))
                     .collect(),
             }),
         })
@@ -419,8 +417,9 @@ impl Running {
         values.insert(name.to_owned(), value.to_owned());
         let mut rendered = Vec::with_capacity(live.components.len());
         for (templates, vars) in &live.components {
-            let one = variables::resolve_components(&values, [(vars.component.as_str(), templates)])
-                .map_err(error)?;
+            let one =
+                variables::resolve_components(&values, [(vars.component.as_str(), templates)])
+                    .map_err(error)?;
             rendered.push(one.into_values().next().unwrap_or_default());
         }
         for ((_, vars), values) in live.components.iter().zip(rendered) {

@@ -418,7 +418,10 @@ fn prepare_request<B>(
 
 /// Runs one request on one of the component's instances and collects the
 /// whole response.
-async fn run(component: &ServedComponent, req: Request<Incoming>) -> wasmtime::Result<Response<Body>> {
+async fn run(
+    component: &ServedComponent,
+    req: Request<Incoming>,
+) -> wasmtime::Result<Response<Body>> {
     let req = req.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
     let res = component.handler.handle((), req).await?;
     // The guest may write the body after `handle` returns; its instance

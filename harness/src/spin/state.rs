@@ -111,7 +111,11 @@ impl ComponentVariables {
     pub fn get(&self, name: &str) -> Result<String, variables::Error> {
         validate_name(name)
             .map_err(|reason| variables::Error::InvalidName(format!("{name:?}: {reason}")))?;
-        let values = self.values.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let values = self
+            .values
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         values.get(name).cloned().ok_or_else(|| {
             variables::Error::Undefined(format!(
                 "no variable for {:?}.{name:?}; declare it in [component.{}.variables]",
