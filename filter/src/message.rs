@@ -106,8 +106,18 @@ impl fmt::Display for Refusal {
 
 /// Reads `body`, or says why it cannot be read one way only.
 pub fn read(body: &[u8]) -> Result<Reading, Refusal> {
-    let raw: RawBody = serde_json::from_slice(body)
-        .map_err(|e| Refusal::Parse(format!("body is not JSON: {e}")))?;
+    // serde_json checks UTF-8 only in the strings it builds, not in those it
+    // skips (`arguments`), and servers differ on invalid bytes: some refuse
+    // the body, some substitute U+FFFD, a lax decoder may swallow the closing
+    // quote after a lead byte. JSON is UTF-8 (RFC 8259 §8.1): refuse the rest.
+    let text = core::str::from_utf8(body).map_err(|e| {
+        Refusal::Parse(format!(
+            "body is not JSON: not UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
+        ))
+    })?;
+    let raw: RawBody =
+        serde_json::from_str(text).map_err(|e| Refusal::Parse(format!("body is not JSON: {e}")))?;
     match raw {
         RawBody::Single(m) => message(m).map(Reading::Single),
         RawBody::Batch(items) => {

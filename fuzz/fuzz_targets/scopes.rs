@@ -3,7 +3,10 @@
 //! Input: `\n`-separated fields
 //! `scope a`, `scope b`, `method`, `name`, then fillers. Beyond "never
 //! panics", it checks:
-//! - a parsed scope prints back to the same string and covers itself;
+//! - a parsed scope prints back to the same string (a resource pattern in
+//!   RFC 3986 normal form), parses again to itself and covers itself;
+//! - a name with no `*` (glob characters escaped, as in the scope a denial
+//!   names) grants that one name under that one method and nothing else;
 //! - `glob_match` agrees with a plain dynamic-programming matcher;
 //! - coverage is sound: if `a` covers `b` and `b` grants a request (or a
 //!   glob `b` matches a text), `a` does too. The creator ceiling relies on it.
@@ -11,11 +14,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcpgw_fuzz::{lines, reference_glob};
+use mcpgw_fuzz::{lines, reference_glob, unescape_name};
 use mcpgw_token::scopes::{
     self, first_uncovered, glob_match, grants, is_lifecycle, name_param, parse, required_scope,
     Scope,
 };
+use mcpgw_token::uri;
 
 /// The reference matcher is quadratic; longer inputs only test the real one.
 const REFERENCE_MAX: usize = 256;
@@ -31,6 +35,11 @@ fuzz_target!(|data: &[u8]| {
 
     let a = check_parse(a_text);
     let b = check_parse(b_text);
+    let other = fillers.first().map(String::as_str);
+    for scope in a.iter().chain(&b) {
+        check_literal_name(scope, method, name);
+        check_literal_name(scope, method, other);
+    }
 
     // Parsed scopes: soundness of covers against grants.
     if let (Some(a), Some(b)) = (&a, &b) {
@@ -59,14 +68,24 @@ fuzz_target!(|data: &[u8]| {
     check_glob(a_text, method);
     check_glob(b_text, name.unwrap_or(""));
 
-    check_request(method, name);
+    check_request(method, name, other);
 });
 
 fn check_parse(s: &str) -> Option<Scope> {
     match parse(s) {
         Ok(scope) => {
             let printed = scope.to_string();
-            assert_eq!(printed, s, "canonical form");
+            match s.strip_prefix("mcp:resources/read:") {
+                Some(p) => {
+                    let normal = uri::normalize(p).text;
+                    assert_eq!(
+                        printed,
+                        format!("mcp:resources/read:{normal}"),
+                        "normal form"
+                    );
+                }
+                None => assert_eq!(printed, s, "canonical form"),
+            }
             assert_eq!(parse(&printed).as_ref(), Ok(&scope));
             assert!(scope.covers(&scope), "{scope} covers itself");
             assert_eq!(scope.is_all_mcp(), s == scopes::ALL_MCP);
@@ -126,6 +145,40 @@ fn check_pattern_cover(outer: &str, inner: &str, fillers: &[String]) {
     assert!(!name_only.covers(&mcp("tools/call")));
 }
 
+/// A name scope whose name holds no `*` (every glob character escaped)
+/// grants exactly that name under exactly that method: a tool named `a*b`
+/// granted as `a\*b` is not `a-anything-b`.
+fn check_literal_name(scope: &Scope, method: &str, name: Option<&str>) {
+    let Scope::Mcp {
+        method: m,
+        name: Some(pattern),
+    } = scope
+    else {
+        return;
+    };
+    let Some(literal) = unescape_name(pattern) else {
+        return;
+    };
+    if m.contains('*')
+        || is_lifecycle(method)
+        || !grants(core::slice::from_ref(scope), method, name)
+    {
+        return;
+    }
+    assert_eq!(method, m, "{scope} grants another method");
+    let name = name.expect("a name scope grants only a named request");
+    if method == "resources/read" {
+        let normal = uri::normalize(name);
+        assert!(
+            !normal.ambiguous,
+            "{scope} grants the ambiguous URI {name:?}"
+        );
+        assert_eq!(normal.text, literal, "{scope} grants {name:?}");
+    } else {
+        assert_eq!(name, literal, "{scope} grants {name:?}");
+    }
+}
+
 fn check_glob(pattern: &str, text: &str) {
     let got = glob_match(pattern, text);
     if pattern.len() <= REFERENCE_MAX && text.len() <= REFERENCE_MAX {
@@ -142,7 +195,7 @@ fn check_glob(pattern: &str, text: &str) {
     assert!(glob_match(text, text));
 }
 
-fn check_request(method: &str, name: Option<&str>) {
+fn check_request(method: &str, name: Option<&str>, other: Option<&str>) {
     if is_lifecycle(method) {
         assert!(grants(&[], method, name));
     } else {
@@ -164,6 +217,11 @@ fn check_request(method: &str, name: Option<&str>) {
                 grants(core::slice::from_ref(&scope), method, name),
                 "{required} does not grant {method:?} {name:?}"
             );
+            // And nothing more: glob characters in the name are escaped.
+            check_literal_name(&scope, method, other);
+            if let Some(n) = required.strip_prefix(&format!("mcp:{method}:")) {
+                assert!(unescape_name(n).is_some(), "{required} is a glob");
+            }
         }
     }
 }

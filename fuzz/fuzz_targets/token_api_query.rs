@@ -17,8 +17,9 @@
 use libfuzzer_sys::fuzz_target;
 use mcpgw_fuzz::{check_api_error, header, lines};
 use mcpgw_token::format;
+use mcpgw_token::wire::Since;
 use token_api::auth::{self, Credential};
-use token_api::cursor::{AuditCursor, ListCursor, Since};
+use token_api::cursor::{AuditCursor, ListCursor};
 use token_api::error::ApiError;
 use token_api::query::Query;
 use token_api::routes::{self, Route};
@@ -87,15 +88,10 @@ fn check_route(route: &Route, path: &str, query: Option<&str>) {
     };
     let mut errors = Vec::new();
     match route {
+        // Mapped to an API error the way the service maps it.
         Route::Revocations => match Since::parse(q.get("since")) {
-            Ok(Since::After(n)) => {
-                assert!(n >= 0);
-                if let Some(s) = q.get("since") {
-                    assert_eq!(n.to_string(), s);
-                }
-            }
-            Ok(Since::Now) => assert_eq!(q.get("since"), Some("now")),
-            Err(e) => errors.push(e),
+            Ok(since) => check_since(&since, q.get("since")),
+            Err(e) => errors.push(ApiError::invalid("since", e.0)),
         },
         Route::ListTokens | Route::Audit => {
             for field in ["tenant", "project"] {
@@ -148,12 +144,28 @@ fn check_cursors(s: &str) {
         Err(e) => refused(e, "invalid_cursor"),
     }
     match Since::parse(Some(s)) {
-        Ok(Since::After(n)) => assert_eq!(n.to_string(), s),
-        Ok(Since::Now) => assert_eq!(s, "now"),
-        Err(e) => refused(e, "invalid_since"),
+        Ok(since) => check_since(&since, Some(s)),
+        Err(e) => refused(ApiError::invalid("since", e.0), "invalid_since"),
     }
     // A list cursor is never read as an audit cursor, or the other way round.
     assert!(!(ListCursor::decode(s).is_ok() && AuditCursor::decode(s).is_ok()));
+}
+
+/// A `since` accepted is exactly one the feed prints: `<epoch>.<seq>`, a
+/// plain sequence number from before cursors had an epoch, or `now`.
+fn check_since(since: &Since, raw: Option<&str>) {
+    match since {
+        Since::Beginning => assert_eq!(raw, None),
+        Since::Now => assert_eq!(raw, Some("now")),
+        Since::After(c) => {
+            assert_eq!(Some(c.to_string().as_str()), raw);
+            assert!(i64::try_from(c.seq).is_ok());
+        }
+        Since::Legacy(n) => {
+            assert_eq!(Some(n.to_string().as_str()), raw);
+            assert!(i64::try_from(*n).is_ok());
+        }
+    }
 }
 
 fn check_credential(authorization: &[String]) {

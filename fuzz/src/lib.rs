@@ -134,6 +134,21 @@ pub fn reference_glob(pattern: &[u8], text: &[u8]) -> bool {
     row[text.len()]
 }
 
+/// The one name a name pattern without a glob matches: `\*` and `\\` read
+/// as `*` and `\`; `None` when an unescaped `*` makes it a glob.
+pub fn unescape_name(pattern: &str) -> Option<String> {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => return None,
+            '\\' => out.push(chars.next().unwrap_or('\\')),
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
 /// Decodes base62 digits (`0-9A-Za-z`, most significant first) into 32
 /// big-endian bytes, or `None` if a digit is outside the alphabet or the value
 /// needs more than 256 bits. Written independently of the token crate's
@@ -247,6 +262,16 @@ mod tests {
         assert!(!reference_glob(b"", b"a"));
         assert!(!reference_glob(b"abc", b"ab"));
         assert!(reference_glob(b"**a**", b"bab"));
+    }
+
+    #[test]
+    fn unescape_name_reads_escapes_and_refuses_globs() {
+        assert_eq!(unescape_name("whoami").as_deref(), Some("whoami"));
+        assert_eq!(unescape_name(r"a\*b").as_deref(), Some("a*b"));
+        assert_eq!(unescape_name(r"a\\b").as_deref(), Some(r"a\b"));
+        assert_eq!(unescape_name(r"a\\\*").as_deref(), Some(r"a\*"));
+        assert_eq!(unescape_name(r"a\\*"), None);
+        assert_eq!(unescape_name("list_*"), None);
     }
 
     #[test]

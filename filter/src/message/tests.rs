@@ -169,6 +169,36 @@ fn shapes_that_are_not_json_rpc_are_refused() {
 }
 
 #[test]
+fn bodies_that_are_not_utf8_are_refused_even_in_skipped_values() {
+    // Found by the `jsonrpc` fuzz target: invalid bytes inside `arguments`,
+    // which the filter skips without building, were let through.
+    let head = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs","arguments":{"q":""#;
+    let mut body = head.to_vec();
+    body.extend_from_slice(b"\xff\xff");
+    body.extend_from_slice(br#"x"}}}"#);
+    match read(&body) {
+        Err(Refusal::Parse(d)) => {
+            assert!(
+                d.contains(&format!(
+                    "not UTF-8 (invalid byte at offset {})",
+                    head.len()
+                )),
+                "{d}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // A lone lead byte that a lax decoder would join with the closing quote.
+    let body = b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\
+                 \"params\":{\"name\":\"a\",\"arguments\":\"\xf0\"}}]";
+    assert!(matches!(read(body), Err(Refusal::Parse(_))));
+    // The same characters in UTF-8 read as before.
+    let ok = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\
+              \"params\":{\"name\":\"search_docs\",\"arguments\":{\"q\":\"\u{ff}\u{f0}x\"}}}";
+    assert_eq!(one(ok).name(), Some("search_docs"));
+}
+
+#[test]
 fn refusals_carry_the_messages_id_when_it_is_usable() {
     let e = read(br#"{"jsonrpc":"2.0","id":"r1","Method":"x","method":"y"}"#).unwrap_err();
     assert!(matches!(e, Refusal::Invalid { id, .. } if id == json!("r1")));
