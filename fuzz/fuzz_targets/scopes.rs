@@ -207,12 +207,15 @@ fn check_request(method: &str, name: Option<&str>, other: Option<&str>) {
         !grants(&[Scope::TokensRead, Scope::TokensWrite], method, name) || is_lifecycle(method)
     );
 
-    // The scope a denial names grants the request it was named for. Methods
-    // with ':' are left out: `mcp:a:b` reads as method `a`, name `b`.
+    // The scope a denial names is one a token can hold, and grants the
+    // request it was named for. Methods with ':' are left out: `mcp:a:b`
+    // reads as method `a`, name `b`.
     let required = required_scope(method, name);
     assert!(required.starts_with("mcp:"));
+    let held = parse(&required);
+    assert!(held.is_ok(), "{required}: {held:?}");
     if !method.contains(':') {
-        if let Ok(scope) = parse(&required) {
+        if let Ok(scope) = held {
             assert!(
                 grants(core::slice::from_ref(&scope), method, name),
                 "{required} does not grant {method:?} {name:?}"

@@ -179,7 +179,8 @@ pub fn parse(s: &str) -> Result<Scope, ScopeError> {
                 if uri::normalize(&name.replace("\\*", "*")).ambiguous {
                     return Err(err(
                         "a resource pattern must not hold . or .. segments, encoded / \\ % \
-                         or control characters, or a broken %-escape",
+                         or control characters, a broken %-escape, or a scheme spelled with \
+                         %-escapes",
                     ));
                 }
                 Some(uri::normalize(name).text)
@@ -291,10 +292,12 @@ pub fn lists(scopes: &[Scope], list_method: &str, item: &str) -> bool {
     grants(scopes, method, Some(item))
 }
 
-/// The narrowest scope that would allow the request, for `insufficient_scope`.
-/// A method no scope can spell (e.g. with `:` or spaces) needs `mcp:*`; a
-/// name is escaped so that the scope grants that name only; an ambiguous
-/// resource URI needs the method-wide scope.
+/// The narrowest scope that would allow the request, for `insufficient_scope`:
+/// always one [`parse`] accepts, so a token can be given it. A name is
+/// escaped so that the scope grants that name only; a name no scope can
+/// spell (empty, with spaces or control characters, too long) and an
+/// ambiguous resource URI need the method-wide scope; a method no scope can
+/// spell (e.g. with `:` or spaces) needs `mcp:*`.
 pub fn required_scope(method: &str, name: Option<&str>) -> String {
     if method.is_empty() || !method.bytes().all(is_method_byte) {
         return ALL_MCP.to_string();
@@ -307,10 +310,12 @@ pub fn required_scope(method: &str, name: Option<&str>) -> String {
         (Some(_), Some(name)) => Some(name.to_string()),
         _ => None,
     };
-    match name {
-        Some(name) => format!("mcp:{method}:{}", escape_name(&name)),
-        None => format!("mcp:{method}"),
-    }
+    let named = name.map(|name| format!("mcp:{method}:{}", escape_name(&name)));
+    [named, Some(format!("mcp:{method}"))]
+        .into_iter()
+        .flatten()
+        .find(|s| parse(s).is_ok())
+        .unwrap_or_else(|| ALL_MCP.to_string())
 }
 
 /// A name as a pattern that matches exactly it.

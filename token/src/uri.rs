@@ -7,8 +7,9 @@
 //! characters decoded, other percent-encodings in uppercase hex, dot segments
 //! removed. And a URI that a server could still read as another path is
 //! [`Normalized::ambiguous`]: it held a `.` or `..` segment (in any
-//! encoding), an encoded `/`, `\`, `%` or control character, a raw `\`, or a
-//! broken percent-encoding. Name patterns never grant an ambiguous URI; only
+//! encoding), an encoded `/`, `\`, `%` or control character, a raw `\`, a
+//! broken percent-encoding, or a scheme that only decoding made
+//! (`%6Eame:x`). Name patterns never grant an ambiguous URI; only
 //! a method-wide scope does.
 
 /// A URI in normal form, and whether servers might still read it differently.
@@ -58,6 +59,10 @@ pub fn normalize(uri: &str) -> Normalized {
     text.push_str(&remove_dot_segments(&decoded_path));
     // Query and fragment: only percent-encodings are normalised.
     percent_normalize(tail, &mut text);
+    // `%6Eame:x` has no scheme, its normal form `name:x` has one: a server
+    // that decodes first reads another URI, and the normal form would not
+    // normalise to itself.
+    ambiguous |= scheme.is_none() && split_scheme(&text).0.is_some();
     Normalized { text, ambiguous }
 }
 
@@ -251,5 +256,22 @@ mod tests {
         }
         // Not in the path: harmless.
         assert!(!n("https://h/p?next=%2F..%2Fx").1);
+    }
+
+    #[test]
+    fn a_scheme_made_by_decoding_is_flagged() {
+        // Found by the `scopes` fuzz target: the normal form of
+        // `FI%6Eusp:x` is `FInusp:x`, which normalises again to `finusp:x`.
+        for uri in ["FI%6Eusp:x", "%66ile:///etc/shadow", "a%2Db:c", "x%41:/y"] {
+            let once = normalize(uri);
+            assert!(once.ambiguous, "{uri}");
+            assert!(split_scheme(&once.text).0.is_some(), "{uri}");
+        }
+        // Decoding elsewhere, or a scheme already there: clear and stable.
+        for uri in ["a%2Db/c:d", "FILE:///%61:b", "%41/b:c", "*:x", "1a:x"] {
+            let once = normalize(uri);
+            assert!(!once.ambiguous, "{uri}");
+            assert_eq!(normalize(&once.text), once, "{uri}");
+        }
     }
 }

@@ -203,6 +203,34 @@ proptest! {
 }
 
 #[test]
+fn names_no_scope_can_spell_need_the_method_wide_scope() {
+    // Found by the `jsonrpc` fuzz target: a 403 for `"uri": ""` named
+    // `mcp:resources/read:`, which no token can hold.
+    let long = "a".repeat(300);
+    for (method, name) in [
+        ("resources/read", ""),
+        ("tools/call", ""),
+        ("prompts/get", "a b"),
+        ("tools/call", "tab\there"),
+        ("tools/call", long.as_str()),
+        // Found by the `scopes` fuzz target: decoding makes a scheme.
+        ("resources/read", "FI%6Eusp:reseuser/*"),
+    ] {
+        let required = required_scope(method, Some(name));
+        assert_eq!(required, format!("mcp:{method}"), "{name:?}");
+        assert!(grants(&set(&[&required]), method, Some(name)));
+    }
+    // A method too long to spell needs mcp:*.
+    let method = "m".repeat(300);
+    assert_eq!(required_scope(&method, Some("x")), ALL_MCP);
+    // Nor can such a URI be a pattern.
+    let e = parse("mcp:resources/read:FI%6Eusp:x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("scheme spelled with %-escapes"), "{e}");
+}
+
+#[test]
 fn methods_no_scope_can_spell_need_all_mcp() {
     for odd in ["tools/call:x", "tools list", "", "tools/*"] {
         assert_eq!(required_scope(odd, Some("n")), "mcp:*", "{odd:?}");
