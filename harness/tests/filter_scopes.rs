@@ -231,6 +231,19 @@ fn a_body_that_is_not_json_rpc_is_refused_when_scopes_apply() {
     let reply = out.replied();
     assert_eq!(reply.status, 400, "{out:#?}");
     assert_eq!(reply.json()["error"]["code"], -32700);
+    // Invalid UTF-8 where the filter does not look (`arguments`): servers
+    // refuse, substitute or misread it, so it is refused too.
+    let mut body = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_a","arguments":{"q":""#.to_vec();
+    body.extend_from_slice(b"\xf0\"}}}");
+    let out = env.request(
+        Request::post("/mcp")
+            .bearer(&t)
+            .header("content-type", "application/json")
+            .body(body),
+    );
+    let reply = out.replied();
+    assert_eq!(reply.status, 400, "{out:#?}");
+    assert_eq!(reply.json()["error"]["code"], -32700);
     let out = env.request(mcp(&t, &json!("just a string")));
     assert_eq!(out.replied().json()["error"]["code"], -32600);
     let out = env.request(mcp(&t, &json!({"jsonrpc": "2.0", "id": 1, "method": 7})));
@@ -359,6 +372,16 @@ fn resource_uris_cannot_climb_out_of_their_scope() {
         assert_eq!(
             reply.json()["error"]["data"]["required_scope"],
             "mcp:resources/read"
+        );
+    }
+    // Names no pattern can hold: the 403 names the method-wide scope.
+    for uri in ["", "%66ile:///srv/public/a.md"] {
+        let out = env.request(mcp(&t, &rpc(3, "resources/read", json!({"uri": uri}))));
+        let reply = assert_insufficient_scope(&out, "mcp:resources/read", &json!(3));
+        assert_eq!(
+            reply.json()["error"]["data"]["required_scope"],
+            "mcp:resources/read",
+            "{uri:?}"
         );
     }
     for uri in ["file:///srv/public/a.md", "FILE:///srv/public/%61.md"] {
