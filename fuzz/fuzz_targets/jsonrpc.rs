@@ -185,6 +185,16 @@ fn check_reply(verdict: &Verdict) {
     }
 }
 
+/// serde_json's limits on what it builds, not on JSON: numbers beyond `f64`
+/// (`1e400`), escapes of lone surrogates (`"\ud800"`), nesting deeper than
+/// 128. The filter skips nested values unbuilt (see README "Findings").
+const BUILD_LIMITS: [&str; 4] = [
+    "number out of range",
+    "lone leading surrogate in hex escape",
+    "unexpected end of hex escape",
+    "recursion limit exceeded",
+];
+
 /// Whatever the filter reads, every independent reader reads alike.
 fn check_one_reading(body: &[u8]) {
     let Ok(reading) = message::read(body) else {
@@ -196,12 +206,20 @@ fn check_one_reading(body: &[u8]) {
         .map(|m| (m.method().map(str::to_owned), m.name().map(str::to_owned)))
         .collect();
     for reader in oracle::READERS {
-        let theirs: Vec<_> = reader
-            .read(body)
-            .expect("the filter read it, so it is JSON")
-            .into_iter()
-            .map(|r| (r.method, r.name))
-            .collect();
+        let Some(theirs) = reader.read(body) else {
+            // JSON all the same, that serde_json (the readers' tokenizer)
+            // will not build, in a value the filter skips: such a reader
+            // refuses the whole body, and no reader reads another method.
+            let e = serde_json::from_slice::<Value>(body)
+                .expect_err("the filter read it, so it is JSON")
+                .to_string();
+            assert!(
+                BUILD_LIMITS.iter().any(|l| e.starts_with(l)),
+                "the filter read it, so it is JSON: {e}"
+            );
+            return;
+        };
+        let theirs: Vec<_> = theirs.into_iter().map(|r| (r.method, r.name)).collect();
         assert_eq!(ours, theirs, "{reader:?}");
     }
 }

@@ -112,6 +112,11 @@ fn check_parse(s: &str) -> Option<Scope> {
 /// instantiating each `*` of `inner` with a filler: every such text matches
 /// `inner`, so it must match `outer` whenever `outer` covers `inner`.
 fn check_pattern_cover(outer: &str, inner: &str, fillers: &[String]) {
+    // A method never holds a `\` (the grammar refuses one), and in a name
+    // `\` escapes: the two readings differ only for strings holding one.
+    if outer.contains('\\') || inner.contains('\\') {
+        return;
+    }
     let mcp = |p: &str| Scope::Mcp {
         method: p.to_string(),
         name: None,

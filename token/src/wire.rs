@@ -261,7 +261,7 @@ impl FeedPage {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Reads a page; the cursor must be at most [`MAX_CURSOR_LEN`] bytes.
+    /// Reads a page; the cursor must be 1 to [`MAX_CURSOR_LEN`] bytes.
     /// Hashes are checked by the reader, which turns them into keys.
     pub fn from_json(body: &[u8]) -> Result<FeedPage, WireError> {
         // Through `Value`, like introspection: one deserializer for both
@@ -271,6 +271,11 @@ impl FeedPage {
             .or_else(|e| wire_err(format!("not a feed page: {e}")))?;
         if page.cursor.len() > MAX_CURSOR_LEN {
             return wire_err("\"cursor\" is too long");
+        }
+        // The feed always says where the next read starts. A reader given no
+        // cursor would read from `now` and silently skip what lies between.
+        if page.cursor.is_empty() {
+            return wire_err("\"cursor\" is empty");
         }
         Ok(page)
     }

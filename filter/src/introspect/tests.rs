@@ -271,6 +271,7 @@ fn revocations_feed_garbage_is_unavailable() {
         json!({"cursor": "c", "revoked": [1], "more": false}),
         json!({"cursor": "c", "revoked": [], "more": false, "reset": "yes"}),
         json!({"cursor": "x".repeat(2000), "revoked": [], "more": false}),
+        json!({"cursor": "", "revoked": [], "more": false}),
         json!([]),
     ];
     for v in cases {
