@@ -213,23 +213,20 @@ fn check_request(method: &str, name: Option<&str>, other: Option<&str>) {
     );
 
     // The scope a denial names is one a token can hold, and grants the
-    // request it was named for. Methods with ':' are left out: `mcp:a:b`
-    // reads as method `a`, name `b`.
+    // request it was named for (a method with ':' needs `mcp:*`).
     let required = required_scope(method, name);
     assert!(required.starts_with("mcp:"));
-    let held = parse(&required);
-    assert!(held.is_ok(), "{required}: {held:?}");
-    if !method.contains(':') {
-        if let Ok(scope) = held {
-            assert!(
-                grants(core::slice::from_ref(&scope), method, name),
-                "{required} does not grant {method:?} {name:?}"
-            );
-            // And nothing more: glob characters in the name are escaped.
-            check_literal_name(&scope, method, other);
-            if let Some(n) = required.strip_prefix(&format!("mcp:{method}:")) {
-                assert!(unescape_name(n).is_some(), "{required} is a glob");
-            }
-        }
+    let scope = match parse(&required) {
+        Ok(scope) => scope,
+        Err(e) => panic!("{required}: {e}"),
+    };
+    assert!(
+        grants(core::slice::from_ref(&scope), method, name),
+        "{required} does not grant {method:?} {name:?}"
+    );
+    // And nothing more: glob characters in the name are escaped.
+    check_literal_name(&scope, method, other);
+    if let Some(n) = required.strip_prefix(&format!("mcp:{method}:")) {
+        assert!(unescape_name(n).is_some(), "{required} is a glob");
     }
 }
