@@ -163,7 +163,7 @@ fuzz SECONDS="30" SANITIZER="none":
     cargo +nightly fuzz build --sanitizer {{SANITIZER}}
     mkdir -p target/logs
     failed=()
-    printf '%-16s %11s %8s %6s %12s  %s\n' target executions exec/s cov corpus result
+    printf '%-16s %11s %8s %6s %6s %12s  %s\n' target executions exec/s cov ft corpus result
     for t in $(cargo +nightly fuzz list); do
         # Inputs the fuzzer finds go to a scratch dir under target/; only the seeds in corpus/ are committed.
         mkdir -p "target/corpus/$t"
@@ -174,8 +174,9 @@ fuzz SECONDS="30" SANITIZER="none":
         execs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log")
         rate=$(awk '/stat::average_exec_per_sec/ {print $2}' "$log")
         cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
+        ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
         corp=$(grep -oE 'corp: [0-9]+/[0-9]+[a-zA-Z]*' "$log" | tail -1 | cut -d' ' -f2)
-        printf '%-16s %11s %8s %6s %12s  %s\n' "$t" "${execs:--}" "${rate:--}" "${cov:--}" "${corp:--}" "$result"
+        printf '%-16s %11s %8s %6s %6s %12s  %s\n' "$t" "${execs:--}" "${rate:--}" "${cov:--}" "${ft:--}" "${corp:--}" "$result"
     done
     if [ ${#failed[@]} -gt 0 ]; then
         for t in "${failed[@]}"; do
