@@ -5,6 +5,7 @@
 //! panics", it checks:
 //! - a parsed scope prints back to the same string (a resource pattern in
 //!   RFC 3986 normal form), parses again to itself and covers itself;
+//! - a clear URI's normal form is stable;
 //! - a name with no `*` (glob characters escaped, as in the scope a denial
 //!   names) grants that one name under that one method and nothing else;
 //! - `glob_match` agrees with a plain dynamic-programming matcher;
@@ -200,7 +201,19 @@ fn check_glob(pattern: &str, text: &str) {
     assert!(glob_match(text, text));
 }
 
+/// A clear URI's normal form normalises to itself: patterns are stored in
+/// it and compared with URIs in it.
+fn check_normal_form(uri: &str) {
+    let once = uri::normalize(uri);
+    if !once.ambiguous {
+        assert_eq!(uri::normalize(&once.text), once, "{uri:?}");
+    }
+}
+
 fn check_request(method: &str, name: Option<&str>, other: Option<&str>) {
+    for n in [name, other].into_iter().flatten() {
+        check_normal_form(n);
+    }
     if is_lifecycle(method) {
         assert!(grants(&[], method, name));
     } else {
