@@ -85,7 +85,9 @@ fuzz_target!(|data: &[u8]| {
     // the filter made (a filtered list answer, JSON-RPC errors), and only an
     // event with data or over the limit is ever replaced.
     let made = |o: &Vec<u8>| -> bool {
-        let Some(data) = sse::data(o) else { return false };
+        let Some(data) = sse::data(o) else {
+            return false;
+        };
         match serde_json::from_slice::<Value>(&data) {
             Ok(v) => messages(&v).iter().all(|m| {
                 m["error"]["code"] == INTERNAL_ERROR
@@ -123,14 +125,22 @@ fuzz_target!(|data: &[u8]| {
         output[j..].iter().all(made),
         "events the input did not have"
     );
-    assert!(replaced <= made_count, "{replaced} events replaced by {made_count}");
+    assert!(
+        replaced <= made_count,
+        "{replaced} events replaced by {made_count}"
+    );
 });
 
 /// Filtering `payload` again by shape hides nothing.
 fn assert_clean(payload: &[u8], held: &[Scope]) {
     let mut counts = Counts::default();
     if listing::rewrite(payload, &mut Plan::by_shape(), held, &mut counts).is_ok() {
-        assert_eq!(counts.hidden, 0, "{:?} went out", String::from_utf8_lossy(payload));
+        assert_eq!(
+            counts.hidden,
+            0,
+            "{:?} went out",
+            String::from_utf8_lossy(payload)
+        );
     }
 }
 
@@ -181,4 +191,3 @@ fn messages(v: &Value) -> Vec<&Value> {
         other => vec![other],
     }
 }
-
