@@ -14,47 +14,6 @@ use serde_json::{Map, Value};
 use super::table::render;
 use super::AuditArgs;
 
-/// The arguments of `audit --gateway-log`.
-#[derive(Debug, Clone, Default)]
-pub struct LogQuery {
-    pub gateway_log: std::path::PathBuf,
-    pub limit: usize,
-    pub token_id: Option<String>,
-    pub token_name: Option<String>,
-    pub token_sha: Option<String>,
-    pub tenant: Option<String>,
-    pub project: Option<String>,
-    pub tool: Option<String>,
-    pub method: Option<String>,
-    pub decision: Option<String>,
-    pub reason: Option<String>,
-    pub status: Option<u16>,
-    pub since: Option<String>,
-    pub until: Option<String>,
-}
-
-impl LogQuery {
-    pub fn new(path: &std::path::Path, a: &AuditArgs) -> LogQuery {
-        let l = &a.log;
-        LogQuery {
-            gateway_log: path.to_path_buf(),
-            limit: usize::try_from(a.limit).unwrap_or(usize::MAX),
-            token_id: a.token_id.clone(),
-            token_name: l.token_name.clone(),
-            token_sha: l.token_sha.clone(),
-            tenant: a.tenant.clone(),
-            project: l.project.clone(),
-            tool: l.tool.clone(),
-            method: l.method.clone(),
-            decision: l.decision.clone(),
-            reason: l.reason.clone(),
-            status: l.status,
-            since: l.since.clone(),
-            until: l.until.clone(),
-        }
-    }
-}
-
 /// One request as the gateway logged it: Envoy's fields with the filter's
 /// record merged in (the record wins where both name a field).
 #[derive(Debug, Clone, PartialEq)]
@@ -125,7 +84,8 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn from_args(a: &LogQuery, now_ms: i64) -> anyhow::Result<Filter> {
+    pub fn from_args(args: &AuditArgs, now_ms: i64) -> anyhow::Result<Filter> {
+        let a = &args.log;
         if let Some(s) = &a.token_sha {
             if s.len() < 8 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
                 bail!("--token-sha {s:?}: give at least 8 hex digits of the token_sha");
@@ -144,10 +104,10 @@ impl Filter {
                 .transpose()
         };
         Ok(Filter {
-            token_id: a.token_id.clone(),
+            token_id: args.token_id.clone(),
             token_name: a.token_name.clone(),
             token_sha: a.token_sha.as_ref().map(|s| s.to_ascii_lowercase()),
-            tenant: a.tenant.clone(),
+            tenant: args.tenant.clone(),
             project: a.project.clone(),
             tool: a.tool.clone(),
             method: a.method.clone(),
@@ -257,16 +217,18 @@ pub fn table(events: &[Event]) -> String {
     render(&headers, &rows)
 }
 
-pub fn run(a: &LogQuery, as_json: bool) -> anyhow::Result<()> {
-    let file = std::fs::File::open(&a.gateway_log).map_err(|e| {
+/// `mcpgw audit --gateway-log path …`.
+pub fn run(path: &std::path::Path, a: &AuditArgs, as_json: bool) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| {
         anyhow!(
             "cannot read the gateway log {}: {e}; it is the access log path in your Envoy \
              configuration (the local stack writes .data/envoy/access.log)",
-            a.gateway_log.display()
+            path.display()
         )
     })?;
     let filter = Filter::from_args(a, now_ms())?;
-    let found = read(std::io::BufReader::new(file), &filter, a.limit)?;
+    let limit = usize::try_from(a.limit).unwrap_or(usize::MAX);
+    let found = read(std::io::BufReader::new(file), &filter, limit)?;
     if as_json {
         let events: Vec<Value> = found
             .events

@@ -297,7 +297,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit { api, args } => match &args.gateway_log {
-            Some(path) => gatewaylog::run(&gatewaylog::LogQuery::new(path, &args), json)?,
+            Some(path) => gatewaylog::run(path, &args, json)?,
             None => tokens::audit(&api::ApiClient::new(&api.api, api.key), args, json).await?,
         },
         Command::Check(a) => return check::run(a, json).await,
