@@ -5,7 +5,7 @@
 pub mod envoy;
 pub mod token_api;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -86,9 +86,47 @@ impl Ports {
     }
 }
 
-/// A free loopback port (bound and released; good enough for local runs).
+/// A free loopback port for a server started later (Envoy's listeners, the
+/// demo backends).
+///
+/// A port bound and released is free only until someone else takes it, and
+/// a port the kernel picks (`bind(0)`) comes from the ephemeral range, where
+/// every outgoing connection of every test also takes its local port: under
+/// load one of them took Envoy's listener port before Envoy bound it. So the
+/// port comes from below the ephemeral range (the kernel never hands those
+/// out by itself), is checked free by binding it, and is never handed out
+/// twice by this process.
 pub fn free_port() -> anyhow::Result<u16> {
+    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let (low, high) = unassigned_range();
+    let span = u32::from(high - low) + 1;
+    let mut given = GIVEN
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the port registry was poisoned by a panic"))?;
+    for _ in 0..256 {
+        let mut seed = [0u8; 4];
+        getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let offset = u32::from_le_bytes(seed) % span;
+        let port = low + u16::try_from(offset).unwrap_or(0);
+        if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.insert(port);
+        return Ok(port);
+    }
+    // A crowded range: fall back to one the kernel picks.
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Ports below the kernel's ephemeral range and above the well-known ones
+/// `mcpgw up` uses (10000 and below).
+fn unassigned_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let high = ephemeral_low.saturating_sub(1).max(20_001);
+    (20_000, high)
 }
 
 /// The filter configuration the local stack uses; tests tweak fields.
@@ -341,4 +379,21 @@ pub fn random_admin_key() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     Ok(mcpgw_token::hex::encode(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
+        let (low, high) = unassigned_range();
+        let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
+        let distinct: BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+        for p in ports {
+            assert!((low..=high).contains(&p), "{p} outside {low}..={high}");
+            TcpListener::bind(("127.0.0.1", p)).unwrap();
+        }
+    }
 }
