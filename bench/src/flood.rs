@@ -122,12 +122,39 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Flood> {
         s.api.mint("bench-flood-live-2").await?.token,
     ];
     let doomed = s.api.mint("bench-flood-doomed").await?;
+    // A worker caches decisions only once it holds a feed cursor (a
+    // revocation between its start and the feed's head would be missed):
+    // wait for its first feed answer, or the warm-up below caches nothing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = s.gateway.stats("mcp_auth").await?;
+        let polls = stats.get("mcp_auth.feed.polls").copied().unwrap_or(0);
+        let failures = stats.get("mcp_auth.feed.failures").copied().unwrap_or(0);
+        // The second poll is sent once the first was answered.
+        if polls >= 2 && failures < polls {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the gateway's revocations feed did not answer within 10 s ({polls} polls, {failures} failed)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hits = |m: &std::collections::BTreeMap<String, u64>| {
+        m.get("mcp_auth.cache.hits").copied().unwrap_or(0)
+    };
+    let warm_from = s.gateway.stats("mcp_auth").await?;
     for t in live.iter().chain([&doomed.token]) {
         // Fresh connections spread over the workers; the shared layer covers the rest.
         for _ in 0..4 {
             anyhow::ensure!(Conn::new(port).get(t).await? == 200, "warming a live token");
         }
     }
+    let warmed = s.gateway.stats("mcp_auth").await?;
+    anyhow::ensure!(
+        hits(&warmed) - hits(&warm_from) >= 9,
+        "the warm-up requests were not served from the cache"
+    );
     let tokens: Arc<Vec<String>> = Arc::new(
         (0..s.made_up)
             .map(|_| mcpgw_token::format::generate())

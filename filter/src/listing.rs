@@ -31,6 +31,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 /// JSON-RPC error code of an answer the filter withholds.
@@ -235,8 +236,34 @@ const RESULT_KEYS: [&str; 7] = [
 ];
 const ITEM_KEYS: [&str; 3] = ["name", "uri", "uriTemplate"];
 
-/// An object's members in order, values unparsed.
-struct Members<'a>(Vec<(String, &'a RawValue)>);
+/// An object's members in order, values unparsed. Keys borrow from the
+/// answer unless they hold escapes: a list answer has thousands of them.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+/// A key, borrowed when it can be.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(core::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(core::marker::PhantomData))
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -248,7 +275,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'a>, A::Error> {
                 let mut members = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     members.push((key, map.next_value::<&'de RawValue>()?));
                 }
                 Ok(Members(members))
@@ -259,23 +286,31 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
 }
 
 impl<'a> Members<'a> {
-    fn parse(raw: &'a RawValue, what: &str) -> Result<Members<'a>, Fault> {
-        serde_json::from_slice(raw.get().as_bytes())
-            .map_err(|_| fault(format!("{what} is not a JSON object")))
+    fn parse(text: &'a str, what: &str) -> Result<Members<'a>, Fault> {
+        serde_json::from_str(text).map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                fault(format!("the answer is not JSON ({e})"))
+            } else {
+                fault(format!("{what} is not a JSON object"))
+            }
+        })
     }
 
-    /// Refuses duplicate keys and keys that read as one of `keys` they are not.
-    fn check(&self, keys: &[&'static str], place: &str) -> Result<(), Fault> {
+    /// Refuses duplicate keys and keys that read as one of `keys` they are
+    /// not; `place` names the object, built only for the error.
+    fn check(&self, keys: &[&'static str], place: impl Fn() -> String) -> Result<(), Fault> {
         for (i, (key, _)) in self.0.iter().enumerate() {
             if self.0.iter().take(i).any(|(k, _)| k == key) {
                 return Err(fault(format!(
-                    "key {key:?} appears twice in {place}; JSON parsers disagree on which one counts"
+                    "key {key:?} appears twice in {}; JSON parsers disagree on which one counts",
+                    place()
                 )));
             }
             if let Some(reads) = message::reads_as_one_of(key, keys) {
                 if reads != key {
                     return Err(fault(format!(
-                        "key {key:?} in {place} reads as {reads:?} to some JSON parsers"
+                        "key {key:?} in {} reads as {reads:?} to some JSON parsers",
+                        place()
                     )));
                 }
             }
@@ -353,20 +388,20 @@ fn rewrite_payload(
     counts: &mut Counts,
 ) -> Result<Rewrite, Fault> {
     let text = core::str::from_utf8(payload).map_err(|_| fault("the answer is not UTF-8"))?;
-    let raw: &RawValue =
-        serde_json::from_str(text).map_err(|e| fault(format!("the answer is not JSON ({e})")))?;
-    let trimmed = raw.get();
+    // One pass over the answer, not a validating one first: a message is
+    // read as an object, a batch as an array, anything else is refused.
+    let trimmed = text.trim_start_matches([' ', '\t', '\n', '\r']);
     if trimmed.starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_slice(trimmed.as_bytes())
-            .map_err(|_| fault("the answer is not JSON"))?;
-        let mut out = String::with_capacity(trimmed.len());
+        let items: Vec<&RawValue> = serde_json::from_str(text)
+            .map_err(|e| fault(format!("the answer is not JSON ({e})")))?;
+        let mut out = String::with_capacity(text.len());
         let mut changed = false;
         out.push('[');
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            match rewrite_message(item, plan, scopes, counts)? {
+            match rewrite_message(item.get(), plan, scopes, counts)? {
                 Some(new) => {
                     changed = true;
                     out.push_str(&new);
@@ -381,7 +416,14 @@ fn rewrite_payload(
             Rewrite::Unchanged
         });
     }
-    Ok(match rewrite_message(raw, plan, scopes, counts)? {
+    if !trimmed.starts_with('{') {
+        // Not an object: JSON (a scalar answers nothing) or garbage.
+        return match serde_json::from_str::<&RawValue>(text) {
+            Ok(_) => Ok(Rewrite::Unchanged),
+            Err(e) => Err(fault(format!("the answer is not JSON ({e})"))),
+        };
+    }
+    Ok(match rewrite_message(trimmed, plan, scopes, counts)? {
         Some(new) => Rewrite::Changed(new),
         None => Rewrite::Unchanged,
     })
@@ -389,13 +431,16 @@ fn rewrite_payload(
 
 /// One message; `None` when it goes out as it came.
 fn rewrite_message(
-    raw: &RawValue,
+    text: &str,
     plan: &mut Plan,
     scopes: &[Scope],
     counts: &mut Counts,
 ) -> Result<Option<String>, Fault> {
-    let members = Members::parse(raw, "a JSON-RPC message")?;
-    members.check(&MESSAGE_KEYS, "a JSON-RPC message")?;
+    if !text.starts_with('{') {
+        return Err(fault("a JSON-RPC message is not a JSON object"));
+    }
+    let members = Members::parse(text, "a JSON-RPC message")?;
+    members.check(&MESSAGE_KEYS, || "a JSON-RPC message".to_string())?;
     // Requests and notifications from the server carry no list result.
     if members.get("method").is_some() {
         return Ok(None);
@@ -425,8 +470,8 @@ fn rewrite_message(
             None => Ok(None),
         };
     }
-    let result_members = Members::parse(result, "the result")?;
-    result_members.check(&RESULT_KEYS, "the result")?;
+    let result_members = Members::parse(trimmed, "the result")?;
+    result_members.check(&RESULT_KEYS, || "the result".to_string())?;
     if let Some(list) = expected {
         if result_members.get(list.array()).is_none() {
             return Err(fault(format!(
@@ -456,7 +501,7 @@ fn rewrite_message(
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v.clone())
     });
-    let mut out = String::with_capacity(raw.get().len());
+    let mut out = String::with_capacity(text.len());
     members.write(&mut out, |key| {
         (key == "result").then(|| result_out.clone())
     });
@@ -496,14 +541,13 @@ fn visible(list: List, item: &RawValue, scopes: &[Scope]) -> Result<bool, Fault>
     if !item.get().starts_with('{') {
         return Ok(false);
     }
-    let members = Members::parse(item, "a list item")?;
-    let place = format!("an item of {:?}", list.array());
-    members.check(&ITEM_KEYS, &place)?;
+    let members = Members::parse(item.get(), "a list item")?;
+    members.check(&ITEM_KEYS, || format!("an item of {:?}", list.array()))?;
     let Some(name) = members.get(list.key()) else {
         return Ok(false);
     };
-    match serde_json::from_slice::<String>(name.get().as_bytes()) {
-        Ok(name) => Ok(scopes::lists(scopes, list.method(), &name)),
+    match serde_json::from_str::<Key>(name.get()) {
+        Ok(Key(name)) => Ok(scopes::lists(scopes, list.method(), &name)),
         Err(_) => Ok(false),
     }
 }

@@ -164,10 +164,16 @@ pub fn reads_as_one_of(key: &str, set: &[&'static str]) -> Option<&'static str> 
     if let Some(exact) = set.iter().find(|r| **r == key) {
         return Some(exact);
     }
-    let longest = set.iter().map(|r| r.len()).max().unwrap_or(0);
-    // Longer than any reserved key plus what folding may drop: cannot match
-    // unless it is mostly ignorable characters, which the fold handles.
-    let mut folded = String::with_capacity(key.len());
+    // Folded on the stack: this runs for every key of every message and of
+    // every list item. Longer than any reserved key: cannot match.
+    let mut folded = [0u8; 32];
+    let longest = set
+        .iter()
+        .map(|r| r.len())
+        .max()
+        .unwrap_or(0)
+        .min(folded.len());
+    let mut len = 0;
     for c in key.chars() {
         if c.is_control() || is_default_ignorable(c) {
             continue;
@@ -175,18 +181,21 @@ pub fn reads_as_one_of(key: &str, set: &[&'static str]) -> Option<&'static str> 
         // Under Unicode simple case folding only ASCII letters, the long s
         // and the Kelvin sign fold to ASCII letters; any other character
         // keeps the key apart from every (ASCII) reserved key.
-        match c {
-            '\u{017F}' => folded.push('s'),
-            '\u{212A}' => folded.push('k'),
-            c if c.is_ascii() => folded.push(c.to_ascii_lowercase()),
+        let b = match c {
+            '\u{017F}' => b's',
+            '\u{212A}' => b'k',
+            c if c.is_ascii() => (c as u8).to_ascii_lowercase(),
             _ => return None,
-        }
-        if folded.len() > longest {
+        };
+        if len == longest {
             return None;
         }
+        folded[len] = b;
+        len += 1;
     }
+    let folded = &folded[..len];
     set.iter()
-        .find(|r| r.eq_ignore_ascii_case(&folded))
+        .find(|r| r.as_bytes().eq_ignore_ascii_case(folded))
         .copied()
 }
 
