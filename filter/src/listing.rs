@@ -27,7 +27,7 @@
 use crate::message::{self, Reading};
 use crate::sse::{self, Input, Splitter};
 use mcpgw_token::scopes::{self, Scope};
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -236,9 +236,44 @@ const RESULT_KEYS: [&str; 7] = [
 ];
 const ITEM_KEYS: [&str; 3] = ["name", "uri", "uriTemplate"];
 
-/// An object's members in order, values unparsed. Keys borrow from the
-/// answer unless they hold escapes: a list answer has thousands of them.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// An object's members in order. Keys borrow from the answer unless they
+/// hold escapes: a list answer has thousands of them. Values stay raw JSON,
+/// except where the level reads deeper in the same pass (a message's
+/// `result`, a result's list arrays), so the bulk of a list answer, its
+/// items, is scanned twice (captured, then read one by one), not five times.
+struct Members<'a>(Vec<(Cow<'a, str>, Val<'a>)>);
+
+/// A member's value.
+enum Val<'a> {
+    Raw(&'a RawValue),
+    /// An object read a level deeper.
+    Object(Members<'a>),
+    /// An array whose elements stay raw.
+    Array(Vec<&'a RawValue>),
+    /// Where an object or an array was wanted, something else (not kept).
+    Other,
+}
+
+/// Which object is being read, and so which members are read deeper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Message,
+    Result,
+    Item,
+}
+
+impl Level {
+    fn deeper(self, key: &str) -> Option<Level> {
+        match self {
+            Level::Message if key == "result" => Some(Level::Result),
+            _ => None,
+        }
+    }
+
+    fn array(self, key: &str) -> bool {
+        self == Level::Result && List::of_array(key).is_some()
+    }
+}
 
 /// A key, borrowed when it can be.
 struct Key<'a>(Cow<'a, str>);
@@ -265,35 +300,115 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(core::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Members<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'a>, A::Error> {
-                let mut members = Vec::new();
-                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                    members.push((key, map.next_value::<&'de RawValue>()?));
-                }
-                Ok(Members(members))
+/// Reads an object's members at a level.
+struct MembersAt(Level);
+
+impl<'de> Visitor<'de> for MembersAt {
+    type Value = Members<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+        let mut members = Vec::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let value = if let Some(level) = self.0.deeper(&key) {
+                map.next_value_seed(Deeper::Object(level))?
+            } else if self.0.array(&key) {
+                map.next_value_seed(Deeper::Array)?
+            } else {
+                Val::Raw(map.next_value::<&'de RawValue>()?)
+            };
+            members.push((key, value));
+        }
+        Ok(Members(members))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for MembersAt {
+    type Value = Members<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Members<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// A value wanted as an object (read at a level) or as an array of raw
+/// elements; anything else is skipped and read as [`Val::Other`].
+#[derive(Clone, Copy)]
+enum Deeper {
+    Object(Level),
+    Array,
+}
+
+impl<'de> DeserializeSeed<'de> for Deeper {
+    type Value = Val<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Val<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Deeper {
+    type Value = Val<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val<'de>, A::Error> {
+        match self {
+            Deeper::Object(level) => MembersAt(level).visit_map(map).map(Val::Object),
+            Deeper::Array => {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Val::Other)
             }
         }
-        d.deserialize_map(V(core::marker::PhantomData))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val<'de>, A::Error> {
+        match self {
+            Deeper::Array => {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                    items.push(item);
+                }
+                Ok(Val::Array(items))
+            }
+            Deeper::Object(_) => {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Val::Other)
+            }
+        }
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Val<'de>, E> {
+        Ok(Val::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Val<'de>, E> {
+        Ok(Val::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Val<'de>, E> {
+        Ok(Val::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Val<'de>, E> {
+        Ok(Val::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Val<'de>, E> {
+        Ok(Val::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Val<'de>, E> {
+        Ok(Val::Other)
     }
 }
 
 impl<'a> Members<'a> {
-    fn parse(text: &'a str, what: &str) -> Result<Members<'a>, Fault> {
-        serde_json::from_str(text).map_err(|e| {
-            if e.is_syntax() || e.is_eof() {
-                fault(format!("the answer is not JSON ({e})"))
-            } else {
-                fault(format!("{what} is not a JSON object"))
-            }
-        })
+    /// The whole of `text` as an object at `level`.
+    fn parse(text: &'a str, level: Level, what: &str) -> Result<Members<'a>, Fault> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        MembersAt(level)
+            .deserialize(&mut de)
+            .and_then(|m| de.end().map(|()| m))
+            .map_err(|e| {
+                if e.is_syntax() || e.is_eof() {
+                    fault(format!("the answer is not JSON ({e})"))
+                } else {
+                    fault(format!("{what} is not a JSON object"))
+                }
+            })
     }
 
     /// Refuses duplicate keys and keys that read as one of `keys` they are
@@ -318,23 +433,37 @@ impl<'a> Members<'a> {
         Ok(())
     }
 
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    fn get(&self, key: &str) -> Option<&Val<'a>> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    fn write(&self, out: &mut String, replace: impl Fn(&str) -> Option<String>) {
+    fn raw(&self, key: &str) -> Option<&'a RawValue> {
+        match self.get(key) {
+            Some(Val::Raw(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Writes the object again; every member read deeper must be replaced.
+    fn write(
+        &self,
+        out: &mut String,
+        replace: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), Fault> {
         out.push('{');
         for (i, (key, value)) in self.0.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
             push_key(out, key);
-            match replace(key) {
-                Some(new) => out.push_str(&new),
-                None => out.push_str(value.get()),
+            match (replace(key), value) {
+                (Some(new), _) => out.push_str(&new),
+                (None, Val::Raw(raw)) => out.push_str(raw.get()),
+                (None, _) => return Err(fault(format!("member {key:?} cannot be written back"))),
             }
         }
         out.push('}');
+        Ok(())
     }
 }
 
@@ -439,13 +568,13 @@ fn rewrite_message(
     if !text.starts_with('{') {
         return Err(fault("a JSON-RPC message is not a JSON object"));
     }
-    let members = Members::parse(text, "a JSON-RPC message")?;
+    let members = Members::parse(text, Level::Message, "a JSON-RPC message")?;
     members.check(&MESSAGE_KEYS, || "a JSON-RPC message".to_string())?;
     // Requests and notifications from the server carry no list result.
     if members.get("method").is_some() {
         return Ok(None);
     }
-    let id: Value = match members.get("id") {
+    let id: Value = match members.raw("id") {
         Some(v) => {
             serde_json::from_slice(v.get().as_bytes()).map_err(|_| fault("the id is not JSON"))?
         }
@@ -460,8 +589,7 @@ fn rewrite_message(
         // An error answer (or no answer at all) lists nothing.
         return Ok(None);
     };
-    let trimmed = result.get();
-    if !trimmed.starts_with('{') {
+    let Val::Object(result_members) = result else {
         return match expected {
             Some(list) => Err(fault(format!(
                 "the answer to {} has no result object",
@@ -469,8 +597,7 @@ fn rewrite_message(
             ))),
             None => Ok(None),
         };
-    }
-    let result_members = Members::parse(trimmed, "the result")?;
+    };
     result_members.check(&RESULT_KEYS, || "the result".to_string())?;
     if let Some(list) = expected {
         if result_members.get(list.array()).is_none() {
@@ -484,14 +611,17 @@ fn rewrite_message(
     let mut filtered: Vec<(&str, String)> = Vec::new();
     for (key, value) in &result_members.0 {
         if let Some(list) = List::of_array(key) {
-            filtered.push((list.array(), filter_items(list, value, scopes, counts)?));
+            let Val::Array(items) = value else {
+                return Err(fault(format!("{:?} is not an array", list.array())));
+            };
+            filtered.push((list.array(), filter_items(list, items, scopes, counts)?));
         }
     }
     if filtered.is_empty() {
         return Ok(None);
     }
     counts.lists += 1;
-    let mut result_out = String::with_capacity(trimmed.len());
+    let mut result_out = String::with_capacity(text.len());
     result_members.write(&mut result_out, |key| {
         if key == "cacheScope" {
             return Some("\"private\"".to_string());
@@ -500,27 +630,25 @@ fn rewrite_message(
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v.clone())
-    });
+    })?;
     let mut out = String::with_capacity(text.len());
     members.write(&mut out, |key| {
         (key == "result").then(|| result_out.clone())
-    });
+    })?;
     Ok(Some(out))
 }
 
 /// The array of `list` items the token may see, as JSON text.
 fn filter_items(
     list: List,
-    raw: &RawValue,
+    items: &[&RawValue],
     scopes: &[Scope],
     counts: &mut Counts,
 ) -> Result<String, Fault> {
-    let items: Vec<&RawValue> = serde_json::from_slice(raw.get().as_bytes())
-        .map_err(|_| fault(format!("{:?} is not an array", list.array())))?;
-    let mut out = String::with_capacity(raw.get().len());
+    let mut out = String::with_capacity(items.iter().map(|i| i.get().len() + 1).sum());
     out.push('[');
     let mut kept = 0usize;
-    for item in items {
+    for &item in items {
         if visible(list, item, scopes)? {
             if kept > 0 {
                 out.push(',');
@@ -541,9 +669,9 @@ fn visible(list: List, item: &RawValue, scopes: &[Scope]) -> Result<bool, Fault>
     if !item.get().starts_with('{') {
         return Ok(false);
     }
-    let members = Members::parse(item.get(), "a list item")?;
+    let members = Members::parse(item.get(), Level::Item, "a list item")?;
     members.check(&ITEM_KEYS, || format!("an item of {:?}", list.array()))?;
-    let Some(name) = members.get(list.key()) else {
+    let Some(name) = members.raw(list.key()) else {
         return Ok(false);
     };
     match serde_json::from_str::<Key>(name.get()) {

@@ -187,13 +187,13 @@ pub fn reads_as_one_of(key: &str, set: &[&'static str]) -> Option<&'static str> 
             c if c.is_ascii() => (c as u8).to_ascii_lowercase(),
             _ => return None,
         };
-        if len == longest {
-            return None;
+        match folded.get_mut(len).filter(|_| len < longest) {
+            Some(slot) => *slot = b,
+            None => return None,
         }
-        folded[len] = b;
         len += 1;
     }
-    let folded = &folded[..len];
+    let folded = folded.get(..len)?;
     set.iter()
         .find(|r| r.as_bytes().eq_ignore_ascii_case(folded))
         .copied()
