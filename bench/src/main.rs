@@ -526,6 +526,7 @@ async fn measure_all(
             work_dir: work.to_path_buf(),
             filter_config: filter_config(POLL_MS),
             valid,
+            limited: format!("Bearer {}", limited.token),
             connections: a.connections,
             duration: Duration::from_secs(a.probe_duration),
             rounds: a.probe_rounds,

@@ -37,10 +37,11 @@ pub const VALIDATE: &str = "token format check (no host call)";
 pub const SHA: &str = "SHA-256 cache key (no host call)";
 pub const PROPERTY: &str = "write the request record (one filter-state value)";
 pub const SHARED: &str = "rate-limit slot read + compare-and-swap write";
-pub const ALL_CALLS: &str = "the 11 host calls of a cache hit, once";
-pub const WITHOUT_CLEAR: &str = "the same without `clear_route_cache`";
+pub const ALL_CALLS: &str = "the 10 host calls of a cache hit, once";
+pub const WITH_CLEAR: &str = "the same plus `clear_route_cache` (a host on a newer ABI)";
 pub const FLOOR: &str = "empty filter (floor)";
 pub const FILTER: &str = "mcp_auth, cache hit";
+pub const FILTER_LIMITED: &str = "mcp_auth, cache hit, rate-limited token";
 
 pub const PROBES: [Probe; 13] = [
     p(HEADER_MAP, "header_map*10", 10),
@@ -56,14 +57,15 @@ pub const PROBES: [Probe; 13] = [
     p(PROPERTY, "property*10", 10),
     // Twice the calls of one op: priced per slot update (one read, one write).
     p(SHARED, "shared*10", 10),
+    // What `filter/src/wasm/http.rs` calls on a cache hit under ABI 0.2.1.
     p(
         ALL_CALLS,
-        "header_map,time,metric,remove,set*4,clear_route_cache,metric,property",
+        "header_map,time,metric,remove,set*4,metric,property",
         1,
     ),
     p(
-        WITHOUT_CLEAR,
-        "header_map,time,metric,remove,set*4,metric,property",
+        WITH_CLEAR,
+        "header_map,time,metric,remove,set*4,clear_route_cache,metric,property",
         1,
     ),
 ];
@@ -84,6 +86,8 @@ pub struct Setup<'a> {
     pub work_dir: std::path::PathBuf,
     pub filter_config: serde_json::Value,
     pub valid: String,
+    /// A token with a rate limit it never reaches.
+    pub limited: String,
     pub connections: u32,
     pub duration: Duration,
     pub rounds: u32,
@@ -94,12 +98,13 @@ pub struct Setup<'a> {
 /// The floor, every probe and the filter, `rounds` times in turn; also how
 /// many runs were thrown away because Envoy was starved of its core.
 pub async fn run(s: &Setup<'_>) -> anyhow::Result<(Vec<ProbeRow>, u32)> {
-    let mut plan: Vec<(String, u32, Chain)> = vec![(
+    let mut plan: Vec<(String, u32, Chain, &str)> = vec![(
         FLOOR.to_string(),
         1,
         Chain::Empty {
             probe_ops: String::new(),
         },
+        &s.valid,
     )];
     for probe in PROBES {
         plan.push((
@@ -108,17 +113,23 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<(Vec<ProbeRow>, u32)> {
             Chain::Empty {
                 probe_ops: probe.ops.to_string(),
             },
+            &s.valid,
         ));
     }
-    plan.push((
-        FILTER.to_string(),
-        1,
-        Chain::McpAuth {
-            config: s.filter_config.clone(),
-        },
-    ));
+    // The filter twice, in Envoys of their own: the same path with and
+    // without the limiter's slot update.
+    for (label, token) in [(FILTER, &s.valid), (FILTER_LIMITED, &s.limited)] {
+        plan.push((
+            label.to_string(),
+            1,
+            Chain::McpAuth {
+                config: s.filter_config.clone(),
+            },
+            token,
+        ));
+    }
     let mut envoys = Vec::new();
-    for (i, (_, _, chain)) in plan.iter().enumerate() {
+    for (i, (_, _, chain, _)) in plan.iter().enumerate() {
         let dir = s.work_dir.join(format!("envoy-probe-{i}"));
         match Gateway::start(s.common, chain, &dir, 1, &s.envoy_core.to_string()).await {
             Ok(g) => envoys.push(g),
@@ -139,7 +150,7 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<(Vec<ProbeRow>, u32)> {
     let rows = plan
         .iter()
         .zip(runs)
-        .map(|((label, calls, _), runs)| ProbeRow {
+        .map(|((label, calls, _, _), runs)| ProbeRow {
             label: label.clone(),
             calls: *calls,
             rps: median(&runs.iter().map(|r| r.0).collect::<Vec<_>>()).unwrap_or(0.0),
@@ -152,7 +163,7 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<(Vec<ProbeRow>, u32)> {
 /// (req/s, Envoy CPU µs per request) of every run, per plan entry.
 async fn measure(
     s: &Setup<'_>,
-    plan: &[(String, u32, Chain)],
+    plan: &[(String, u32, Chain, &str)],
     envoys: &[Gateway],
     retried: &mut u32,
 ) -> anyhow::Result<Vec<Vec<(f64, f64)>>> {
@@ -162,7 +173,7 @@ async fn measure(
             let url = gw.url("/direct");
             let run = Load {
                 url: &url,
-                authorization: Some(&s.valid),
+                authorization: Some(plan[i].3),
                 connections: s.connections,
                 // Round 0 warms every Envoy up and is not kept.
                 duration: if round == 0 {
@@ -240,15 +251,6 @@ pub fn suggestions(rows: &[ProbeRow]) -> Vec<String> {
             out.push(format!("{text} — saves ≈ {saving:.1} µs/req."));
         }
     };
-    if let Some(clear) = c(CLEAR) {
-        push(
-            clear,
-            "Drop the explicit `clear_route_cache` foreign call: with proxy-wasm 0.2.x \
-             (ABI 0.2.1) Envoy 1.40 already clears the route cache on each header change \
-             (keep it only for hosts on a newer ABI)"
-                .to_string(),
-        );
-    }
     if let Some(metric) = c(METRIC) {
         push(
             metric,
@@ -290,7 +292,7 @@ pub fn suggestions(rows: &[ProbeRow]) -> Vec<String> {
     }
     let own = filter - all;
     out.push(format!(
-        "The filter costs {filter:.1} µs/req above the floor: {all:.1} µs for its 11 host \
+        "The filter costs {filter:.1} µs/req above the floor: {all:.1} µs for its 10 host \
          calls measured together, {own:.1} µs in its own wasm code (header decode, token \
          check, keyed hash of the token, cache lookup, SDK dispatch of its state). SHA-256 \
          is paid on a token's first request only: the filter memoises it per worker."
@@ -303,6 +305,21 @@ pub fn suggestions(rows: &[ProbeRow]) -> Vec<String> {
          alone take {all:.1} µs, so the target needs fewer host calls per request, not only \
          faster wasm code."
     ));
+    if let Some(clear) = c(CLEAR) {
+        out.push(format!(
+            "`clear_route_cache` is not called: under ABI 0.2.1 Envoy 1.40 picks the route \
+             again on each header change by itself (filter/src/abi.rs); a host on a newer ABI \
+             would need it, ≈ {clear:.1} µs/req more."
+        ));
+    }
+    if let (Some(limited), Some(shared)) = (delta(rows, FILTER_LIMITED), c(SHARED)) {
+        out.push(format!(
+            "A token with a rate limit: {:+.1} µs/req over one without, in Envoys of their \
+             own; the limiter's slot read and compare-and-swap write alone price at \
+             {shared:.1} µs.",
+            limited - filter
+        ));
+    }
     let now = floor + filter;
     let after = (now - saved).max(floor);
     if saved > 0.0 && after > 0.0 && now > 0.0 {
@@ -353,31 +370,44 @@ mod tests {
             row(PAIRS, 10, 40.0),      // 2.0
             row(HEADER_MAP, 10, 25.0), // 0.5 → rewrite beyond the read 1.5
             row(SHA, 10, 35.0),        // 1.5
+            row(FILTER_LIMITED, 1, 37.0),
+            row(SHARED, 10, 32.0), // 1.2
         ];
         let s = suggestions(&rows);
-        assert!(s[0].contains("clear_route_cache") && s[0].ends_with("saves ≈ 1.0 µs/req."));
-        assert!(s[1].ends_with("saves ≈ 0.5 µs/req."), "{}", s[1]);
+        assert!(s[0].ends_with("saves ≈ 0.5 µs/req."), "{}", s[0]);
         assert!(
-            s[2].contains("(4.5 µs now; the rewrite costs 1.5 µs"),
+            s[1].contains("(4.5 µs now; the rewrite costs 1.5 µs"),
             "{}",
-            s[2]
+            s[1]
         );
-        assert!(s[2].ends_with("saves ≈ 3.0 µs/req."), "{}", s[2]);
-        assert!(s[3].contains("token_id") && s[3].ends_with("saves ≈ 2.0 µs/req."));
+        assert!(s[1].ends_with("saves ≈ 3.0 µs/req."), "{}", s[1]);
+        assert!(s[2].contains("token_id") && s[2].ends_with("saves ≈ 2.0 µs/req."));
         // SHA-256 is already memoised by the filter: priced, not suggested.
         assert!(!s.iter().any(|l| l.contains("Skip SHA-256")), "{s:?}");
         assert!(
-            s[4].contains("14.0 µs/req above the floor: 10.0 µs"),
+            s[3].contains("14.0 µs/req above the floor: 10.0 µs"),
             "{}",
-            s[4]
+            s[3]
         );
-        assert!(s[4].contains("4.0 µs in its own wasm code"), "{}", s[4]);
+        assert!(s[3].contains("4.0 µs in its own wasm code"), "{}", s[3]);
         // 20 / 0.9 − 20 = 2.2 µs of budget.
-        assert!(s[5].contains("≈ 2.2 µs/req above the floor. The host calls alone take 10.0 µs"));
-        // Savings 1 + 0.5 + 3 + 2 = 6.5: 34 − 6.5 = 27.5 µs, 20/27.5 = 0.73 instead of 20/34 = 0.59.
-        assert!(s[6].contains("≈ 27.5 µs/req instead of 34.0"), "{}", s[6]);
-        assert!(s[6].contains("≈ 0.73× the floor's throughput instead of ≈ 0.59×"));
-        assert_eq!(s.len(), 7, "{s:?}");
+        assert!(s[4].contains("≈ 2.2 µs/req above the floor. The host calls alone take 10.0 µs"));
+        // Not called, priced for a newer ABI.
+        assert!(
+            s[5].contains("`clear_route_cache` is not called")
+                && s[5].ends_with("≈ 1.0 µs/req more."),
+            "{}",
+            s[5]
+        );
+        assert!(
+            s[6].contains("+3.0 µs/req over one without") && s[6].contains("price at 1.2 µs"),
+            "{}",
+            s[6]
+        );
+        // Savings 0.5 + 3 + 2 = 5.5: 34 − 5.5 = 28.5 µs, 20/28.5 = 0.70 instead of 20/34 = 0.59.
+        assert!(s[7].contains("≈ 28.5 µs/req instead of 34.0"), "{}", s[7]);
+        assert!(s[7].contains("≈ 0.70× the floor's throughput instead of ≈ 0.59×"));
+        assert_eq!(s.len(), 8, "{s:?}");
     }
 
     #[test]
@@ -386,7 +416,7 @@ mod tests {
             row(FLOOR, 1, 20.0),
             row(FILTER, 1, 34.0),
             row(ALL_CALLS, 1, 30.0),
-            row(CLEAR, 10, 19.0),
+            row(METRIC, 10, 19.0),
         ];
         let s = suggestions(&rows);
         assert_eq!(s.len(), 2, "{s:?}");
@@ -405,6 +435,6 @@ mod tests {
             }
         }
         let all = PROBES.iter().find(|p| p.label == ALL_CALLS).unwrap();
-        assert_eq!(empty_filter::ops::parse(all.ops).unwrap().len(), 11);
+        assert_eq!(empty_filter::ops::parse(all.ops).unwrap().len(), 10);
     }
 }

@@ -684,7 +684,7 @@ mod tests {
         );
         assert!(
             o.contains(
-                "- The filter costs 14.0 µs/req above the floor: 10.0 µs for its 11 host calls \
+                "- The filter costs 14.0 µs/req above the floor: 10.0 µs for its 10 host calls \
                  measured together, 4.0 µs in its own wasm code"
             ),
             "{o}"
