@@ -99,8 +99,11 @@ pub struct Cache {
 pub struct Headers {
     pub tenant: String,
     pub project: String,
-    pub token_id: String,
-    pub token_name: String,
+    /// `None` (`null` in the configuration): not written. Each routing
+    /// header is a host call on every allowed request (≈ 0.5 µs of Envoy
+    /// CPU); backends that do not read the token's id or name can skip it.
+    pub token_id: Option<String>,
+    pub token_name: Option<String>,
     /// Set on a request the filter answers itself once its body is read (a
     /// rate-limited JSON-RPC call): a route matching it holds the request
     /// (Envoy's buffer filter) so the upstream never sees it. `None`:
@@ -181,8 +184,8 @@ impl Default for Headers {
         Headers {
             tenant: "x-mcp-tenant".into(),
             project: "x-mcp-project".into(),
-            token_id: "x-mcp-token-id".into(),
-            token_name: "x-mcp-token-name".into(),
+            token_id: Some("x-mcp-token-id".into()),
+            token_name: Some("x-mcp-token-name".into()),
             hold: None,
             strip_prefix: "x-mcp-".into(),
         }
@@ -446,13 +449,16 @@ impl Config {
             },
         };
         let hold = h.hold();
-        let routing = [
-            ("headers.tenant", &h.tenant),
-            ("headers.project", &h.project),
-            ("headers.token_id", &h.token_id),
-            ("headers.token_name", &h.token_name),
-            ("headers.hold", &hold),
-        ];
+        let routing: Vec<(&str, &String)> = [
+            ("headers.tenant", Some(&h.tenant)),
+            ("headers.project", Some(&h.project)),
+            ("headers.token_id", h.token_id.as_ref()),
+            ("headers.token_name", h.token_name.as_ref()),
+            ("headers.hold", Some(&hold)),
+        ]
+        .into_iter()
+        .filter_map(|(field, name)| Some((field, name?)))
+        .collect();
         for (i, (field, name)) in routing.iter().enumerate() {
             if let Some(m) = check_header_name(name) {
                 err(field, m);

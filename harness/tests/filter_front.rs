@@ -121,6 +121,22 @@ fn spoofed_prefix_headers_never_reach_the_upstream_of_an_allowed_request() {
 }
 
 #[test]
+fn token_id_and_name_headers_turned_off_are_not_written_and_spoofs_still_go() {
+    let mut env = envoy_with(json!({"headers": {"token_id": null, "token_name": null}}));
+    let t = token(1);
+    let request = with_spoofed(mcp(&t, &initialize(1))).header("X-Mcp-Token-Id", "tok_spoofed");
+    let out = admit(&mut env, request, &all_mcp());
+    let fwd = out.forwarded();
+    // Only the routing headers left on; the client's x-mcp-token-id is gone.
+    assert_nothing_spoofed(
+        &fwd.headers,
+        &[("x-mcp-tenant", "acme"), ("x-mcp-project", "default")],
+    );
+    assert!(fwd.headers.get_all("x-mcp-token-id").is_empty());
+    assert!(fwd.headers.get_all("x-mcp-token-name").is_empty());
+}
+
+#[test]
 fn no_or_empty_bearer_other_scheme_or_two_authorizations_get_401() {
     let mut env = envoy();
     let t = token(1);

@@ -346,3 +346,20 @@ fn the_hold_header_follows_the_strip_prefix_and_cannot_be_spoofed() {
     assert!(m.contains("spoof"), "{m}");
     field_error(r#"{"headers": {"hold": "x-mcp-tenant"}}"#, "headers.hold");
 }
+
+#[test]
+fn the_token_id_and_name_headers_can_be_turned_off() {
+    let c = load(br#"{"headers": {"token_id": null, "token_name": null}}"#).unwrap();
+    assert_eq!(c.headers.token_id, None);
+    assert_eq!(c.headers.token_name, None);
+    // Tenant and project route the request: never optional.
+    field_error(r#"{"headers": {"tenant": null}}"#, "headers.tenant");
+    let d = load(b"{}").unwrap();
+    assert_eq!(d.headers.token_id.as_deref(), Some("x-mcp-token-id"));
+    assert_eq!(d.headers.token_name.as_deref(), Some("x-mcp-token-name"));
+    // A name that is set is still checked.
+    field_error(
+        r#"{"headers": {"token_id": null, "token_name": "name"}}"#,
+        "headers.token_name",
+    );
+}

@@ -557,8 +557,12 @@ pub(crate) fn deliver(cfg: &Config, stream: &StreamRef, outcome: &Outcome, resum
             let h = &cfg.headers;
             host::set_request_header(&h.tenant, &grant.tenant);
             host::set_request_header(&h.project, &grant.project);
-            host::set_request_header(&h.token_id, &grant.token_id);
-            host::set_request_header(&h.token_name, &grant.name);
+            if let Some(name) = &h.token_id {
+                host::set_request_header(name, &grant.token_id);
+            }
+            if let Some(name) = &h.token_name {
+                host::set_request_header(name, &grant.name);
+            }
             if throttled.is_some() {
                 // The JSON-RPC id is in the body, which only comes once the
                 // headers go on: a route on this header holds them there
