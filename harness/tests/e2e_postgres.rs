@@ -47,6 +47,11 @@ async fn start() -> (Stack, tempfile::TempDir) {
             Err(e) => panic!("stack did not start: {e:#}"),
         }
     };
+    // Two workers and the main thread: decisions are cached from here on.
+    stack
+        .wait_for_feed_answers(3, Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     (stack, dir)
 }
 

@@ -332,20 +332,10 @@ async fn a_limit_changed_through_the_api_applies_within_a_poll_period() {
     // A worker's first feed read starts at the head: a change made before it
     // is not in its feed (the cache TTL still bounds it). Start once all
     // three VMs (main thread, two workers) have read the feed.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stack
-        .envoy
-        .filter_stats()
+    stack
+        .wait_for_feed_answers(3, Duration::from_secs(10))
         .await
-        .unwrap()
-        .get("mcp_auth.feed.polls")
-        .copied()
-        .unwrap_or(0)
-        < 3
-    {
-        assert!(Instant::now() < deadline, "the feed was never read");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let (token, id) = mint(&stack, json!({"name": "e2e-agent", "tenant": "acme"})).await;
     assert_eq!(
         count(&burst(&stack, &token, 6).await, 200),
