@@ -360,6 +360,11 @@ async fn revoked_token_stops_within_one_poll_period() {
 async fn token_api_outage_fails_closed_for_new_tokens_and_recovers() {
     let _one = SERIAL.lock().await;
     let (mut stack, _dir) = start(POLL_MS).await;
+    // Two workers and the main thread: `cached` below is cached for sure.
+    stack
+        .wait_for_feed_answers(3, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let mcp = format!("{}/mcp", stack.gateway_url());
     let (cached, _) = mint(&stack, "acme", "cached", None).await;
     let (fresh, _) = mint(&stack, "acme", "never-seen", None).await;
