@@ -87,6 +87,8 @@ pub struct Grant {
     pub exp_ms: Option<u64>,
     /// `None`: the request path does no rate-limit work for this token.
     pub rate_limit: Option<RateLimit>,
+    /// This token's part of the request record, built on its first record.
+    pub record: crate::record::TokenFields,
 }
 
 impl Grant {
@@ -110,6 +112,7 @@ impl Grant {
             grants_all,
             exp_ms,
             rate_limit: None,
+            record: crate::record::TokenFields::default(),
         }
     }
 

@@ -17,7 +17,8 @@
 use crate::cache::{hex_of, Grant, Key, Reason};
 use crate::message::Reading;
 use crate::metrics::Metric;
-use serde::Serialize;
+use core::fmt::{self, Write as _};
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 /// Largest body read for the record alone (a token that needs no scope
@@ -133,62 +134,115 @@ pub fn reason(metric: Metric, inactive: Option<Reason>) -> &'static str {
     }
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    decision: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cache: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tenant: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    project: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_sha: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    method: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    batch: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rate_limit: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retry_after_s: Option<u64>,
+/// The record's fields that name the token, as JSON text, built once per
+/// cached decision: most of a record is the same for every request of a
+/// token, and serialising it anew cost several microseconds a request in
+/// Envoy's V8. Takes no part in comparing grants.
+#[derive(Clone, Default)]
+pub struct TokenFields(OnceCell<Box<(Key, String, String)>>);
+
+impl PartialEq for TokenFields {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
-/// The record as written: a one-line JSON object.
+impl Eq for TokenFields {}
+
+impl fmt::Debug for TokenFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenFields")
+    }
+}
+
+/// `,"key":<value as JSON>`.
+fn push_field(out: &mut String, key: &str, value: &str) {
+    out.push_str(",\"");
+    out.push_str(key);
+    out.push_str("\":");
+    // A string always serialises.
+    out.push_str(&serde_json::to_string(value).unwrap_or_default());
+}
+
+/// The token's fields up to `token_sha`, and its `rate_limit` field (or
+/// nothing): they go at two places of the line.
+fn token_fields(g: &Grant, key: Option<&Key>) -> (String, String) {
+    let mut who = String::with_capacity(192);
+    push_field(&mut who, "token_id", &g.token_id);
+    push_field(&mut who, "token_name", &g.name);
+    push_field(&mut who, "tenant", &g.tenant);
+    push_field(&mut who, "project", &g.project);
+    if let Some(key) = key {
+        push_field(&mut who, "token_sha", &hex_of(key));
+    }
+    let mut limit = String::new();
+    if let Some(l) = g.rate_limit {
+        push_field(&mut limit, "rate_limit", &l.to_string());
+    }
+    (who, limit)
+}
+
+/// The record as written: a one-line JSON object. Fields absent when
+/// unknown, in this order: decision, reason, cache, token_id, token_name,
+/// tenant, project, token_sha, method, name, batch, rate_limit,
+/// retry_after_s.
 pub fn encode(decision: Decision, facts: &Facts) -> String {
-    let g = facts.grant.as_deref();
-    let line = Line {
-        decision: match decision {
-            Decision::Allow => "allow",
-            Decision::Deny(_) => "deny",
-            Decision::Bypass => "bypass",
-        },
-        reason: match decision {
-            Decision::Deny(m) => Some(reason(m, facts.inactive)),
-            _ => None,
-        },
-        cache: facts.cache.as_str(),
-        token_id: g.map(|g| g.token_id.as_str()),
-        token_name: g.map(|g| g.name.as_str()),
-        tenant: g.map(|g| g.tenant.as_str()),
-        project: g.map(|g| g.project.as_str()),
-        token_sha: facts.key.as_ref().map(hex_of),
-        method: facts.method.as_deref(),
-        name: facts.name.as_deref(),
-        batch: (facts.batch > 0).then_some(facts.batch),
-        rate_limit: g.and_then(|g| g.rate_limit).map(|l| l.to_string()),
-        retry_after_s: facts.retry_after_s,
+    let mut out = String::with_capacity(384);
+    out.push_str("{\"decision\":\"");
+    out.push_str(match decision {
+        Decision::Allow => "allow",
+        Decision::Deny(_) => "deny",
+        Decision::Bypass => "bypass",
+    });
+    out.push('"');
+    if let Decision::Deny(m) = decision {
+        push_field(&mut out, "reason", reason(m, facts.inactive));
+    }
+    if let Some(cache) = facts.cache.as_str() {
+        push_field(&mut out, "cache", cache);
+    }
+    let fresh;
+    let (who, limit) = match (facts.grant.as_deref(), facts.key.as_ref()) {
+        (Some(g), Some(key)) => {
+            let (for_key, who, limit) = &**g.record.0.get_or_init(|| {
+                let (who, limit) = token_fields(g, Some(key));
+                Box::new((*key, who, limit))
+            });
+            if for_key == key {
+                (who.as_str(), limit.as_str())
+            } else {
+                fresh = token_fields(g, Some(key));
+                (fresh.0.as_str(), fresh.1.as_str())
+            }
+        }
+        (Some(g), None) => {
+            fresh = token_fields(g, None);
+            (fresh.0.as_str(), fresh.1.as_str())
+        }
+        (None, Some(key)) => {
+            let mut sha = String::new();
+            push_field(&mut sha, "token_sha", &hex_of(key));
+            fresh = (sha, String::new());
+            (fresh.0.as_str(), "")
+        }
+        (None, None) => ("", ""),
     };
-    // Strings and integers always serialize.
-    serde_json::to_string(&line).unwrap_or_default()
+    out.push_str(who);
+    if let Some(method) = &facts.method {
+        push_field(&mut out, "method", method);
+    }
+    if let Some(name) = &facts.name {
+        push_field(&mut out, "name", name);
+    }
+    if facts.batch > 0 {
+        let _ = write!(out, ",\"batch\":{}", facts.batch);
+    }
+    out.push_str(limit);
+    if let Some(s) = facts.retry_after_s {
+        let _ = write!(out, ",\"retry_after_s\":{s}");
+    }
+    out.push('}');
+    out
 }
 
 #[cfg(test)]

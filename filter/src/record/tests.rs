@@ -142,3 +142,62 @@ fn a_bypass_is_one_word_and_no_record_holds_a_raw_token() {
     f.called(&message::read(body.to_string().as_bytes()).unwrap());
     assert_eq!(f.name.as_deref(), Some(REDACTED));
 }
+
+#[test]
+fn the_token_part_is_built_once_per_token_and_never_crosses_tokens() {
+    let g = grant(Some(RateLimit {
+        requests: 10,
+        window_s: 60,
+        burst: 10,
+    }));
+    let facts = |key: u8| Facts {
+        cache: Cache::Hit,
+        key: Some([key; 32]),
+        grant: Some(g.clone()),
+        method: Some("tools/call".into()),
+        name: Some("who\"ami".into()),
+        batch: 2,
+        ..Facts::default()
+    };
+    let first = encode(Decision::Allow, &facts(0xab));
+    assert_eq!(
+        first,
+        format!(
+            r#"{{"decision":"allow","cache":"hit","token_id":"tok_01","token_name":"laptop \"quoted\"","tenant":"acme","project":"default","token_sha":"{}","method":"tools/call","name":"who\"ami","batch":2,"rate_limit":"10/m"}}"#,
+            "ab".repeat(32)
+        )
+    );
+    assert_eq!(
+        encode(Decision::Allow, &facts(0xab)),
+        first,
+        "from the memo"
+    );
+    // The same grant under another key (never the case in the filter) still
+    // names that key, not the memoised one.
+    let other = line(Decision::Allow, &facts(0xcd));
+    assert_eq!(other["token_sha"], "cd".repeat(32));
+    // Facts without a grant, or without a key.
+    let v = line(
+        Decision::Deny(Metric::DeniedInvalid),
+        &Facts {
+            key: Some([1; 32]),
+            inactive: Some(Reason::Revoked),
+            ..Facts::default()
+        },
+    );
+    assert_eq!(
+        v,
+        json!({"decision": "deny", "reason": "revoked", "token_sha": "01".repeat(32)})
+    );
+    let v = line(
+        Decision::Allow,
+        &Facts {
+            grant: Some(grant(None)),
+            retry_after_s: Some(3),
+            ..Facts::default()
+        },
+    );
+    assert_eq!(v["tenant"], "acme");
+    assert_eq!(v["retry_after_s"], 3);
+    assert!(v.get("token_sha").is_none());
+}
