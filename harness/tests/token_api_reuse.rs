@@ -113,7 +113,12 @@ async fn interleaved_tenants_on_reused_instances_get_their_own_answers() {
         "{started} instances for {requests} requests: instances are not reused"
     );
     // The reuse bound holds: no instance served more than its 128 requests.
-    assert!(started * 128 >= requests, "{started} instances");
+    // Instances of the set-up requests above may still be idle and serve
+    // some of these too, so they count as well.
+    assert!(
+        (started + before) * 128 >= requests,
+        "{started} instances, {before} before"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
