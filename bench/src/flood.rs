@@ -122,24 +122,12 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Flood> {
         s.api.mint("bench-flood-live-2").await?.token,
     ];
     let doomed = s.api.mint("bench-flood-doomed").await?;
-    // A worker caches decisions only once it holds a feed cursor (a
-    // revocation between its start and the feed's head would be missed):
-    // wait for its first feed answer, or the warm-up below caches nothing.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats = s.gateway.stats("mcp_auth").await?;
-        let polls = stats.get("mcp_auth.feed.polls").copied().unwrap_or(0);
-        let failures = stats.get("mcp_auth.feed.failures").copied().unwrap_or(0);
-        // The second poll is sent once the first was answered.
-        if polls >= 2 && failures < polls {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the gateway's revocations feed did not answer within 10 s ({polls} polls, {failures} failed)"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // A worker caches decisions only once it holds a feed cursor: until
+    // then the warm-up below would cache nothing (one worker, main thread).
+    s.gateway
+        .envoy
+        .wait_for_feed_answers(u64::from(s.workers) + 1, Duration::from_secs(10))
+        .await?;
     let hits = |m: &std::collections::BTreeMap<String, u64>| {
         m.get("mcp_auth.cache.hits").copied().unwrap_or(0)
     };

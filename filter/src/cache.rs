@@ -87,8 +87,9 @@ pub struct Grant {
     pub exp_ms: Option<u64>,
     /// `None`: the request path does no rate-limit work for this token.
     pub rate_limit: Option<RateLimit>,
-    /// This token's part of the request record, built on its first record.
-    pub record: crate::record::TokenFields,
+    /// This token's part of the request record (derived from the fields
+    /// above by [`Grant::new`] and [`Grant::with_rate_limit`]).
+    pub record: crate::record::GrantFields,
 }
 
 impl Grant {
@@ -103,7 +104,7 @@ impl Grant {
         let grants_all = scopes
             .iter()
             .any(|s| matches!(s, Scope::Mcp { method, name: None } if method == "*"));
-        Grant {
+        let mut g = Grant {
             tenant,
             project,
             token_id,
@@ -112,12 +113,15 @@ impl Grant {
             grants_all,
             exp_ms,
             rate_limit: None,
-            record: crate::record::TokenFields::default(),
-        }
+            record: crate::record::GrantFields::default(),
+        };
+        g.record = crate::record::GrantFields::of(&g);
+        g
     }
 
     pub fn with_rate_limit(mut self, limit: Option<RateLimit>) -> Grant {
         self.rate_limit = limit;
+        self.record = crate::record::GrantFields::of(&self);
         self
     }
 }

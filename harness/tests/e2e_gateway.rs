@@ -362,6 +362,7 @@ async fn token_api_outage_fails_closed_for_new_tokens_and_recovers() {
     let (mut stack, _dir) = start(POLL_MS).await;
     // Two workers and the main thread: `cached` below is cached for sure.
     stack
+        .envoy
         .wait_for_feed_answers(3, Duration::from_secs(10))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));

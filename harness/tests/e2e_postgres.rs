@@ -49,6 +49,7 @@ async fn start() -> (Stack, tempfile::TempDir) {
     };
     // Two workers and the main thread: decisions are cached from here on.
     stack
+        .envoy
         .wait_for_feed_answers(3, Duration::from_secs(15))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));

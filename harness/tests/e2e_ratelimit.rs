@@ -333,6 +333,7 @@ async fn a_limit_changed_through_the_api_applies_within_a_poll_period() {
     // is not in its feed (the cache TTL still bounds it). Start once all
     // three VMs (main thread, two workers) have read the feed.
     stack
+        .envoy
         .wait_for_feed_answers(3, Duration::from_secs(10))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));

@@ -280,6 +280,10 @@ fn answers_that_cannot_be_read_one_way_are_refused() {
         ("[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}},{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"tools\":\"x\"}}]", "not an array"),
         ("[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}}, 3]", "not a JSON object"),
         ("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}} trailing", "not JSON"),
+        // Whatever is not a message or a batch is withheld, a bare value too.
+        (" 3", "not a JSON object"),
+        ("\"tools\"", "not a JSON object"),
+        ("", "not JSON"),
     ];
     for (body, why) in cases {
         match run(&tools_list(json!(1)), WHOAMI_ONLY, body) {

@@ -144,7 +144,7 @@ fn a_bypass_is_one_word_and_no_record_holds_a_raw_token() {
 }
 
 #[test]
-fn the_token_part_is_built_once_per_token_and_never_crosses_tokens() {
+fn the_grant_part_is_built_with_the_grant_and_the_line_keeps_its_order() {
     let g = grant(Some(RateLimit {
         requests: 10,
         window_s: 60,

@@ -166,6 +166,29 @@ impl Envoy {
         Ok(parse_stats(&text))
     }
 
+    /// Waits until the filter has read the revocations feed twice per VM
+    /// (`vms`: Envoy's workers plus its main thread). A worker caches no
+    /// decision before its first feed answer (a revocation between its
+    /// start and the feed's head would go unseen), and its second poll
+    /// goes out only after that answer: a run that needs a token cached
+    /// waits for this first.
+    pub async fn wait_for_feed_answers(&self, vms: u64, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let stats = self.filter_stats().await?;
+            let polls = stats.get("mcp_auth.feed.polls").copied().unwrap_or(0);
+            if polls >= 2 * vms {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the filter sent {polls} feed polls in {within:?}, fewer than two per VM ({vms} VMs); {stats:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The last lines of Envoy's log, for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
         tail(&self.log, lines)

@@ -270,29 +270,6 @@ impl Stack {
         })
     }
 
-    /// Waits until the filter has read the revocations feed twice per VM
-    /// (`vms`: Envoy's workers plus its main thread). A worker caches no
-    /// decision before its first feed answer (a revocation between its
-    /// start and the feed's head would go unseen), and its second poll
-    /// goes out only after that answer; a test that needs a token cached
-    /// before an outage waits for this first.
-    pub async fn wait_for_feed_answers(&self, vms: u64, within: Duration) -> anyhow::Result<()> {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            let stats = self.envoy.filter_stats().await?;
-            let polls = stats.get("mcp_auth.feed.polls").copied().unwrap_or(0);
-            if polls >= 2 * vms {
-                return Ok(());
-            }
-            if std::time::Instant::now() > deadline {
-                bail!(
-                    "the filter sent {polls} feed polls in {within:?}, fewer than two per VM ({vms} VMs); {stats:?}"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// `http://127.0.0.1:<gateway>`.
     pub fn gateway_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.gateway)
