@@ -93,13 +93,19 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Restricted over `mcp:*` req/s within each round (the two ran back to
+    /// back), median over the rounds.
     pub fn ratio(&self) -> f64 {
-        let all = self.everything.rps();
-        if all > 0.0 {
-            self.restricted.rps() / all
-        } else {
-            0.0
-        }
+        let mut per_round: Vec<f64> = self
+            .restricted
+            .runs
+            .iter()
+            .zip(&self.everything.runs)
+            .filter(|(_, (all, _))| all.rps() > 0.0)
+            .map(|((r, _), (all, _))| r.rps() / all.rps())
+            .collect();
+        per_round.sort_by(f64::total_cmp);
+        crate::summary::median(&per_round).unwrap_or(0.0)
     }
 
     pub fn render(&self, o: &mut String) {
@@ -110,10 +116,12 @@ impl Outcome {
              tools ({} bytes of JSON). The restricted token may call {VISIBLE} of them \
              (`{}`), so the filter buffers, parses, filters and rewrites the answer ({} \
              bytes out); the `mcp:*` token's answer passes untouched. Same Envoy, same \
-             upstream, the two take turns; medians.\n",
+             upstream, the two take turns; medians ({} rounds; the ratio is taken within \
+             each round).\n",
             self.bytes.1,
             RESTRICTED.join(" "),
-            self.bytes.0
+            self.bytes.0,
+            self.restricted.runs.len()
         );
         let _ = writeln!(
             o,
@@ -129,10 +137,10 @@ impl Outcome {
                 v.p99(),
                 v.cpu_us(),
                 v.errors(),
-                if self.everything.rps() > 0.0 {
-                    v.rps() / self.everything.rps()
+                if std::ptr::eq(v, &self.restricted) {
+                    self.ratio()
                 } else {
-                    0.0
+                    1.0
                 }
             );
         }

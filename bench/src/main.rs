@@ -55,21 +55,62 @@ enum Command {
     Introspect(IntrospectArgs),
     /// Serve the token API (used by `run`, as its own pinned process).
     TokenApi(TokenApiArgs),
+    /// Only host-call probes: the empty filter making the given host calls on
+    /// every request, each list in an Envoy of its own beside the floor,
+    /// printed as Envoy CPU per request above the floor. Writes no report.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ProbeArgs {
+    /// A comma-separated list of probe ops made once per request, e.g.
+    /// `header_map,remove,set*4` (repeat the flag for more Envoys; the ops
+    /// are listed in bench/empty-filter/src/ops.rs).
+    #[arg(long = "ops", required = true)]
+    ops: Vec<String>,
+    /// `direct` (Envoy answers itself) or `proxy` (forwarded upstream).
+    #[arg(long, default_value = "direct")]
+    route: String,
+    /// Seconds of each run.
+    #[arg(long, default_value_t = 3)]
+    duration: u64,
+    /// Rounds over all Envoys, per generation.
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
+    /// Times every Envoy is started afresh.
+    #[arg(long, default_value_t = 3)]
+    generations: u32,
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    #[arg(long, default_value_t = 0)]
+    envoy_core: usize,
+    #[arg(long, default_value_t = 1)]
+    load_core: usize,
+    /// `wrk`, `oha`, or `auto` (wrk if installed).
+    #[arg(long, default_value = "auto")]
+    load_tool: String,
+    /// Scratch directory; emptied first.
+    #[arg(long, default_value = "target/bench-probe")]
+    work_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Seconds of each measured load run.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 2)]
     duration: u64,
-    /// Rounds over all variants (A B … then A B … again); the report shows medians.
+    /// Rounds over all variants (A B … then A B … again) per generation of
+    /// Envoys; the report shows medians.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
+    /// Times the main table's Envoys are started afresh (each runs `rounds`).
+    #[arg(long, default_value_t = 3)]
+    generations: u32,
     /// Keep-alive connections of the load tool.
     #[arg(long, default_value_t = 32)]
     connections: u32,
-    /// Seconds of unmeasured load per variant before the rounds.
-    #[arg(long, default_value_t = 2)]
+    /// Seconds of unmeasured load per variant before the rounds (per generation).
+    #[arg(long, default_value_t = 1)]
     warmup: u64,
     /// Core for Envoy (and for the token API while its introspect throughput is measured).
     #[arg(long, default_value_t = 0)]
@@ -176,6 +217,7 @@ fn main() -> ExitCode {
     let driver_core = match &cli.command {
         Command::Run(a) => Some(a.load_core),
         Command::Introspect(a) => Some(a.load_core),
+        Command::Probe(a) => Some(a.load_core),
         Command::TokenApi(_) => None,
     };
     if let Some(core) = driver_core {
@@ -201,6 +243,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(a) => run(a).await,
             Command::Introspect(a) => introspect_only(a).await,
+            Command::Probe(a) => probe_only(a).await,
             Command::TokenApi(a) => {
                 let pg = a
                     .postgres_url
@@ -230,6 +273,81 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn probe_only(a: ProbeArgs) -> anyhow::Result<()> {
+    if a.envoy_core == a.load_core {
+        bail!("--envoy-core and --load-core must differ");
+    }
+    let path = match a.route.as_str() {
+        "direct" => "/direct",
+        "proxy" => "/proxy",
+        other => bail!("--route {other:?}: use direct or proxy"),
+    };
+    for ops in &a.ops {
+        empty_filter::ops::parse(ops).map_err(|e| anyhow::anyhow!("--ops {ops:?}: {e}"))?;
+    }
+    let root = harness::stack::workspace_root();
+    let work = root.join(&a.work_dir);
+    if work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("emptying {}", work.display()))?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let empty_wasm = wasm_path(
+        "target/wasm32-wasip1/release/empty_filter.wasm",
+        "cargo build -p empty-filter --target wasm32-wasip1 --release",
+    )?;
+    let tool = Tool::detect(&a.load_tool, &work)?;
+    let upstream = upstream::Upstream::start().await?;
+    let common = Common {
+        upstream_port: upstream.port,
+        // No probe calls the token API; its clusters only need an address.
+        token_api_port: upstream.port,
+        filter_wasm: empty_wasm.clone(),
+        empty_wasm,
+        config_dir: root.join("envoy/bench"),
+    };
+    // A well-formed token in the header map, as the filter's requests carry.
+    let authorization = format!(
+        "Bearer {}",
+        mcpgw_token::format::from_secret(&[7; 32])
+    );
+    let setup = probe::Setup {
+        tool: &tool,
+        common: &common,
+        work_dir: work,
+        filter_config: serde_json::Value::Null,
+        valid: authorization.clone(),
+        limited: authorization.clone(),
+        connections: a.connections,
+        duration: Duration::from_secs(a.duration),
+        rounds: a.rounds,
+        generations: a.generations,
+        envoy_core: a.envoy_core,
+        load_core: a.load_core,
+    };
+    let plan = probe::ops_plan(&a.ops, &authorization);
+    let result = probe::run(&setup, &plan, path).await;
+    upstream.stop();
+    let (rows, retried) = result?;
+    let floor = probe::floor_cpu(&rows);
+    println!("| ops ({} route) | req/s | Envoy CPU/req | above the floor |", a.route);
+    println!("|---|--:|--:|--:|");
+    for r in &rows {
+        println!(
+            "| `{}` | {:.0} | {:.2} µs | {:+.2} µs |",
+            if r.label.is_empty() { "(floor)" } else { &r.label },
+            r.rps,
+            r.cpu_us_per_req,
+            r.cpu_us_per_req - floor
+        );
+    }
+    println!(
+        "\nMedians of {} rounds of {} s in each of {} generations of Envoys; {retried} \
+         starved runs repeated.",
+        a.rounds, a.duration, a.generations
+    );
+    Ok(())
 }
 
 fn filter_config(poll_ms: u64) -> serde_json::Value {
@@ -293,6 +411,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         settings: Settings {
             duration_s: a.duration,
             rounds: a.rounds,
+            generations: a.generations,
             connections: a.connections,
             warmup_s: a.warmup,
             envoy_core: a.envoy_core,
@@ -386,6 +505,7 @@ async fn measure_all(
         duration: Duration::from_secs(a.duration),
         warmup: Duration::from_secs(a.warmup),
         rounds: a.rounds,
+        generations: a.generations,
         envoy_core: a.envoy_core,
         load_core: a.load_core,
         valid: valid.clone(),
@@ -394,6 +514,7 @@ async fn measure_all(
     };
     let outcome = throughput::run(&setup).await?;
     report.rows = summary::rows(&outcome.samples);
+    report.samples = outcome.samples;
     report.retried = outcome.retried;
     report.memory = outcome.memory;
     report.filter_stats = outcome.filter_stats;
@@ -508,7 +629,7 @@ async fn measure_all(
         connections: a.connections,
         duration: Duration::from_secs(a.duration),
         warmup: Duration::from_secs(a.warmup),
-        rounds: a.rounds,
+        rounds: a.rounds * a.generations.max(1),
         envoy_core: a.envoy_core,
         load_core: a.load_core,
     };
@@ -529,11 +650,13 @@ async fn measure_all(
             limited: format!("Bearer {}", limited.token),
             connections: a.connections,
             duration: Duration::from_secs(a.probe_duration),
-            rounds: a.probe_rounds,
+            rounds: 1,
+            generations: a.probe_rounds,
             envoy_core: a.envoy_core,
             load_core: a.load_core,
         };
-        let (rows, retried) = probe::run(&setup).await?;
+        let plan = probe::standard_plan(&setup);
+        let (rows, retried) = probe::run(&setup, &plan, "/direct").await?;
         report.probe = Some(rows);
         report.probe_retried = retried;
     }
@@ -553,8 +676,10 @@ impl Timing {
         Self {
             api_core: a.envoy_core,
             load_core: a.load_core,
-            warmup: Duration::from_secs(a.warmup.max(1)),
-            duration: Duration::from_secs(a.duration),
+            warmup: Duration::from_secs(a.warmup.max(2)),
+            // One long run: the token API's throughput wanders more than
+            // Envoy's over a few seconds (instance reuse, SQLite's cache).
+            duration: Duration::from_secs(a.duration.max(5)),
         }
     }
 }

@@ -91,31 +91,39 @@ pub struct Setup<'a> {
     pub limited: String,
     pub connections: u32,
     pub duration: Duration,
+    /// Rounds per generation of Envoys.
     pub rounds: u32,
+    /// Times every probe's Envoy is started afresh.
+    pub generations: u32,
     pub envoy_core: usize,
     pub load_core: usize,
 }
 
-/// The floor, every probe and the filter, `rounds` times in turn; also how
-/// many runs were thrown away because Envoy was starved of its core.
-pub async fn run(s: &Setup<'_>) -> anyhow::Result<(Vec<ProbeRow>, u32)> {
-    let mut plan: Vec<(String, u32, Chain, &str)> = vec![(
-        FLOOR.to_string(),
-        1,
-        Chain::Empty {
-            probe_ops: String::new(),
+/// One Envoy of a probe run: its label, how many times its priced unit
+/// repeats per request, its filter chain and the `Authorization` it is sent.
+pub struct Planned {
+    pub label: String,
+    pub calls: u32,
+    pub chain: Chain,
+    pub authorization: String,
+}
+
+fn empty(label: &str, calls: u32, ops: &str, authorization: &str) -> Planned {
+    Planned {
+        label: label.to_string(),
+        calls,
+        chain: Chain::Empty {
+            probe_ops: ops.to_string(),
         },
-        &s.valid,
-    )];
+        authorization: authorization.to_string(),
+    }
+}
+
+/// The report's plan: the floor, every probe of [`PROBES`] and the filter.
+pub fn standard_plan(s: &Setup<'_>) -> Vec<Planned> {
+    let mut plan = vec![empty(FLOOR, 1, "", &s.valid)];
     for probe in PROBES {
-        plan.push((
-            probe.label.to_string(),
-            probe.calls,
-            Chain::Empty {
-                probe_ops: probe.ops.to_string(),
-            },
-            &s.valid,
-        ));
+        plan.push(empty(probe.label, probe.calls, probe.ops, &s.valid));
     }
     // The filter three times, in Envoys of their own: the same path with
     // and without the limiter's slot update, and without the request record
@@ -127,33 +135,62 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<(Vec<ProbeRow>, u32)> {
         (FILTER_LIMITED, &s.limited, s.filter_config.clone()),
         (FILTER_NO_RECORD, &s.valid, no_record),
     ] {
-        plan.push((label.to_string(), 1, Chain::McpAuth { config }, token));
+        plan.push(Planned {
+            label: label.to_string(),
+            calls: 1,
+            chain: Chain::McpAuth { config },
+            authorization: token.clone(),
+        });
     }
-    let mut envoys = Vec::new();
-    for (i, (_, _, chain, _)) in plan.iter().enumerate() {
-        let dir = s.work_dir.join(format!("envoy-probe-{i}"));
-        match Gateway::start(s.common, chain, &dir, 1, &s.envoy_core.to_string()).await {
-            Ok(g) => envoys.push(g),
-            Err(e) => {
-                for g in envoys {
-                    g.stop().await;
+    plan
+}
+
+/// `bench probe`'s plan: the floor, then each op list once per request.
+pub fn ops_plan(ops: &[String], authorization: &str) -> Vec<Planned> {
+    let mut plan = vec![empty(FLOOR, 1, "", authorization)];
+    plan.extend(ops.iter().map(|o| empty(o, 1, o, authorization)));
+    plan
+}
+
+/// Every Envoy of `plan` at once, taking turns `rounds` times on `path`;
+/// also how many runs were thrown away because Envoy was starved of its core.
+pub async fn run(
+    s: &Setup<'_>,
+    plan: &[Planned],
+    path: &str,
+) -> anyhow::Result<(Vec<ProbeRow>, u32)> {
+    let mut runs = vec![Vec::new(); plan.len()];
+    let mut retried = 0;
+    // Fresh Envoys for each generation: the same chain in two processes
+    // can differ by a few µs per request, as much as a probe measures.
+    for generation in 0..s.generations.max(1) {
+        let mut envoys = Vec::new();
+        for (i, p) in plan.iter().enumerate() {
+            let dir = s.work_dir.join(format!("envoy-probe-{generation}-{i}"));
+            match Gateway::start(s.common, &p.chain, &dir, 1, &s.envoy_core.to_string()).await {
+                Ok(g) => envoys.push(g),
+                Err(e) => {
+                    for g in envoys {
+                        g.stop().await;
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
         }
+        let measured = measure(s, plan, &envoys, path, &mut retried).await;
+        for g in envoys {
+            g.stop().await;
+        }
+        for (all, these) in runs.iter_mut().zip(measured?) {
+            all.extend(these);
+        }
     }
-    let mut retried = 0;
-    let measured = measure(s, &plan, &envoys, &mut retried).await;
-    for g in envoys {
-        g.stop().await;
-    }
-    let runs = measured?;
     let rows = plan
         .iter()
         .zip(runs)
-        .map(|((label, calls, _, _), runs)| ProbeRow {
-            label: label.clone(),
-            calls: *calls,
+        .map(|(p, runs)| ProbeRow {
+            label: p.label.clone(),
+            calls: p.calls,
             rps: median(&runs.iter().map(|r| r.0).collect::<Vec<_>>()).unwrap_or(0.0),
             cpu_us_per_req: median(&runs.iter().map(|r| r.1).collect::<Vec<_>>()).unwrap_or(0.0),
         })
@@ -164,17 +201,19 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<(Vec<ProbeRow>, u32)> {
 /// (req/s, Envoy CPU µs per request) of every run, per plan entry.
 async fn measure(
     s: &Setup<'_>,
-    plan: &[(String, u32, Chain, &str)],
+    plan: &[Planned],
     envoys: &[Gateway],
+    path: &str,
     retried: &mut u32,
 ) -> anyhow::Result<Vec<Vec<(f64, f64)>>> {
     let mut runs = vec![Vec::new(); plan.len()];
     for round in 0..=s.rounds {
         for (i, gw) in envoys.iter().enumerate() {
-            let url = gw.url("/direct");
+            let url = gw.url(path);
+            let planned = plan.get(i).ok_or_else(|| anyhow::anyhow!("probe {i} not planned"))?;
             let run = Load {
                 url: &url,
-                authorization: Some(plan[i].3),
+                authorization: Some(&planned.authorization),
                 connections: s.connections,
                 // Round 0 warms every Envoy up and is not kept.
                 duration: if round == 0 {
@@ -184,7 +223,7 @@ async fn measure(
                 },
                 core: s.load_core,
             };
-            let label = &plan[i].0;
+            let label = &planned.label;
             let (t, again) = if round == 0 {
                 (timed(s.tool, gw, &run, s.load_core).await?, 0)
             } else {

@@ -8,7 +8,7 @@ use crate::flood::Flood;
 use crate::load::Measured;
 use crate::probe::{self, ProbeRow};
 use crate::procfs::Machine;
-use crate::summary::{self, Route, Row, Variant};
+use crate::summary::{self, Ratio, Route, Row, Sample, Variant};
 use crate::throughput::Memory;
 
 /// One introspect run: the load tool's figures and the token API's CPU.
@@ -28,6 +28,8 @@ pub struct Report {
     pub tool: String,
     pub settings: Settings,
     pub rows: Vec<Row>,
+    /// The runs behind `rows`, for ratios taken within each round.
+    pub samples: Vec<Sample>,
     pub memory: Vec<Memory>,
     pub filter_stats: BTreeMap<String, u64>,
     pub introspect: Option<Introspect>,
@@ -50,6 +52,7 @@ pub struct Report {
 pub struct Settings {
     pub duration_s: u64,
     pub rounds: u32,
+    pub generations: u32,
     pub connections: u32,
     pub warmup_s: u64,
     pub envoy_core: usize,
@@ -65,8 +68,16 @@ fn kib(n: u64) -> String {
     format!("{:.1} MiB", n as f64 / 1024.0)
 }
 
-fn ratio(x: Option<f64>) -> String {
-    x.map_or("–".into(), |r| format!("{r:.2}×"))
+fn ratio(x: Option<Ratio>) -> String {
+    x.map_or("–".into(), |r| format!("{:.2}×", r.median))
+}
+
+/// A target's ratio with the spread of its rounds.
+fn spread(r: &Ratio) -> String {
+    format!(
+        "{:.2}× (rounds {:.2}–{:.2}, {} of them)",
+        r.median, r.min, r.max, r.rounds
+    )
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -79,7 +90,12 @@ fn verdict(ok: bool) -> &'static str {
 
 impl Report {
     pub fn hit_over_empty(&self, route: Route) -> Option<f64> {
-        summary::ratio(&self.rows, Variant::CacheHit, Variant::EmptyWasm, route)
+        self.ratio(Variant::CacheHit, Variant::EmptyWasm, route)
+            .map(|r| r.median)
+    }
+
+    fn ratio(&self, variant: Variant, base: Variant, route: Route) -> Option<Ratio> {
+        summary::ratio(&self.samples, variant, base, route)
     }
 
     /// What bounds introspect on each store, from the same run's figures.
@@ -145,10 +161,20 @@ impl Report {
             o,
             "\nEnvoy runs with `--concurrency 1`, all its threads pinned to core {}; the \
              load tool (1 thread, {} keep-alive connections), the upstream, the token API \
-             and this driver share core {}. Loopback only. Each run lasts {} s after a {} s \
-             warm-up per variant; the variants take turns ({} rounds of A B C D E per route) \
-             and the table shows the median over rounds, with the range of req/s.\n",
-            s.envoy_core, s.connections, s.load_core, s.duration_s, s.warmup_s, s.rounds
+             and this driver share core {}. Loopback only. The variants take turns (A B C D \
+             E F per route, then again), {} rounds in each of {} generations of Envoys: every \
+             Envoy is started afresh for each generation and warmed up for {} s per variant, \
+             since two Envoys of the same configuration can differ by a few µs per request \
+             for their whole life. Each run lasts {} s. The table shows the median over all \
+             rounds with the range of req/s; a ratio is taken within each round (the two runs \
+             back to back) and its median over the rounds shown.\n",
+            s.envoy_core,
+            s.connections,
+            s.load_core,
+            s.rounds,
+            s.generations,
+            s.warmup_s,
+            s.duration_s
         );
         self.render_throughput(&mut o);
         self.render_targets(&mut o);
@@ -184,8 +210,8 @@ impl Report {
                 r.cpu_us_per_req,
                 r.envoy_cpu_share * 100.0,
                 r.load_core_busy * 100.0,
-                ratio(summary::ratio(&self.rows, r.variant, Variant::NoWasm, r.route)),
-                ratio(summary::ratio(&self.rows, r.variant, Variant::EmptyWasm, r.route)),
+                ratio(self.ratio(r.variant, Variant::NoWasm, r.route)),
+                ratio(self.ratio(r.variant, Variant::EmptyWasm, r.route)),
             );
         }
         let _ = writeln!(
@@ -199,7 +225,7 @@ impl Report {
              twice); {} runs were repeated.\n",
             self.retried
         );
-        let disturbed = disturbed(&self.rows);
+        let disturbed = disturbed(&self.rows, &self.samples);
         if !disturbed.is_empty() {
             let _ = writeln!(
                 o,
@@ -214,38 +240,35 @@ impl Report {
         let _ = writeln!(o, "## Against the targets\n");
         let _ = writeln!(o, "| target | measured | |\n|---|---|---|");
         for route in Route::ALL {
-            if let Some(r) = self.hit_over_empty(route) {
+            if let Some(r) = self.ratio(Variant::CacheHit, Variant::EmptyWasm, route) {
                 let _ = writeln!(
                     o,
-                    "| cache hit ≥ 0.90 × empty wasm ({}) | {r:.2}× | {} |",
+                    "| cache hit ≥ 0.90 × empty wasm ({}) | {} | {} |",
                     route.label(),
-                    verdict(r >= 0.90)
+                    spread(&r),
+                    verdict(r.median >= 0.90)
                 );
             }
         }
         for route in Route::ALL {
-            if let Some(r) = summary::ratio(
-                &self.rows,
-                Variant::CacheHitLimited,
-                Variant::CacheHit,
-                route,
-            ) {
+            if let Some(r) = self.ratio(Variant::CacheHitLimited, Variant::CacheHit, route) {
                 let _ = writeln!(
                     o,
-                    "| cache hit with a rate limit ≥ 0.90 × without ({}) | {r:.2}× | {} |",
+                    "| cache hit with a rate limit ≥ 0.90 × without ({}) | {} | {} |",
                     route.label(),
-                    verdict(r >= 0.90)
+                    spread(&r),
+                    verdict(r.median >= 0.90)
                 );
             }
         }
         for route in Route::ALL {
-            if let Some(r) = summary::ratio(&self.rows, Variant::CacheHit, Variant::ExtAuthz, route)
-            {
+            if let Some(r) = self.ratio(Variant::CacheHit, Variant::ExtAuthz, route) {
                 let _ = writeln!(
                     o,
-                    "| cache hit ≥ 2 × ext_authz ({}) | {r:.2}× | {} |",
+                    "| cache hit ≥ 2 × ext_authz ({}) | {} | {} |",
                     route.label(),
-                    verdict(r >= 2.0)
+                    spread(&r),
+                    verdict(r.median >= 2.0)
                 );
             }
         }
@@ -486,7 +509,7 @@ impl Report {
 /// core while the load tool was not the limit, a wide req/s range of a
 /// variant the targets use, or the ceiling below the floor. ext_authz is
 /// bounded by the token API, not Envoy.
-pub fn disturbed(rows: &[Row]) -> Vec<String> {
+pub fn disturbed(rows: &[Row], samples: &[Sample]) -> Vec<String> {
     let mut out = Vec::new();
     for r in rows.iter().filter(|r| r.variant != Variant::ExtAuthz) {
         let name = format!("{} / {}", r.route.label(), r.variant.label());
@@ -508,7 +531,8 @@ pub fn disturbed(rows: &[Row]) -> Vec<String> {
         }
     }
     for route in Route::ALL {
-        if summary::ratio(rows, Variant::NoWasm, Variant::EmptyWasm, route).is_some_and(|x| x < 1.0)
+        if summary::ratio(samples, Variant::NoWasm, Variant::EmptyWasm, route)
+            .is_some_and(|x| x.median < 1.0)
         {
             out.push(format!(
                 "{}: Envoy without wasm was slower than with the empty filter",
@@ -527,10 +551,11 @@ fn render_probe(o: &mut String, rows: &[ProbeRow], s: &Settings, retried: u32) {
         o,
         "The empty filter turned probe (`bench/empty-filter`, configuration = list of host \
          calls) makes the cache-hit path's host calls and nothing else, each set in its own \
-         Envoy (1 worker, same pinning), direct route, {} rounds of {} s in turn, medians; \
-         cost = Envoy CPU per request above the floor ({floor:.1} µs/req). Single-kind \
-         probes repeat their call 10 times per request; *per call* is a tenth of the cost. \
-         Differences below ~1 µs/req are within the noise of a run.\n",
+         Envoy (1 worker, same pinning), direct route, {} rounds of {} s in turn, each in \
+         a freshly started set of Envoys, medians; cost = Envoy CPU per request above the \
+         floor ({floor:.1} µs/req). Single-kind probes repeat their call 10 times per \
+         request; *per call* is a tenth of the cost. Differences below ~1 µs/req are within \
+         the noise of a run.\n",
         s.probe_rounds, s.probe_duration_s
     );
     if retried > 0 {
@@ -602,6 +627,7 @@ mod tests {
             samples.push(Sample {
                 variant: v,
                 route: Route::Direct,
+                round: 1,
                 measured: measured(n),
                 envoy_cpu_us_per_req: 10.0,
                 envoy_cpu_share: 0.99,
@@ -611,6 +637,7 @@ mod tests {
         let report = Report {
             date: "2026-11-23T20:00:00Z".into(),
             rows: summary::rows(&samples),
+            samples,
             revocation_ms: vec![400.0, 900.0, 1200.0],
             ..Report::default()
         };
@@ -618,9 +645,10 @@ mod tests {
         assert!(text.contains("| 12000 |"), "{text}");
         assert!(text.contains("| 0.60× | 0.80× |"), "{text}");
         assert!(
-            text.contains("cache hit ≥ 0.90 × empty wasm (direct response) | 0.80× | **not met**")
+            text.contains("cache hit ≥ 0.90 × empty wasm (direct response) | 0.80× (rounds 0.80–0.80, 1 of them) | **not met**"),
+            "{text}"
         );
-        assert!(text.contains("cache hit ≥ 2 × ext_authz (direct response) | 4.00× | met"));
+        assert!(text.contains("cache hit ≥ 2 × ext_authz (direct response) | 4.00× (rounds"));
         assert!(text.contains("median 900 ms, max 1200 ms (3 trials) | met"));
         assert!(!text.contains("Where the cache hit"));
         assert_eq!(report.hit_over_empty(Route::Direct), Some(0.8));
@@ -632,31 +660,36 @@ mod tests {
         let sample = |variant, requests, share, load| Sample {
             variant,
             route: Route::Direct,
+            round: 1,
             measured: measured(requests),
             envoy_cpu_us_per_req: 10.0,
             envoy_cpu_share: share,
             load_core_busy: load,
         };
-        let calm = summary::rows(&[
+        let calm_samples = [
             sample(Variant::NoWasm, 200_000, 0.98, 0.5),
             sample(Variant::EmptyWasm, 150_000, 0.97, 0.5),
             // The token API, not Envoy, bounds ext_authz.
             sample(Variant::ExtAuthz, 20_000, 0.4, 0.99),
-        ]);
-        assert!(disturbed(&calm).is_empty(), "{:?}", disturbed(&calm));
-        let noisy = summary::rows(&[
+        ];
+        let calm = summary::rows(&calm_samples);
+        let d = disturbed(&calm, &calm_samples);
+        assert!(d.is_empty(), "{d:?}");
+        let noisy_samples = [
             sample(Variant::NoWasm, 100_000, 0.6, 0.5),
             sample(Variant::EmptyWasm, 150_000, 0.97, 0.5),
             sample(Variant::EmptyWasm, 50_000, 0.97, 0.5),
             sample(Variant::EmptyWasm, 150_000, 0.97, 0.5),
-        ]);
-        let d = disturbed(&noisy);
+        ];
+        let noisy = summary::rows(&noisy_samples);
+        let d = disturbed(&noisy, &noisy_samples);
         assert_eq!(d.len(), 3, "{d:?}");
         assert!(d[0].contains("Envoy had 60 % of its core"));
         assert!(d[1].contains("req/s ranged 5000–15000"));
         assert!(d[2].contains("slower than with the empty filter"));
         let text = Report {
             rows: noisy,
+            samples: noisy_samples.to_vec(),
             ..Report::default()
         }
         .render();

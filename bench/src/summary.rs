@@ -72,6 +72,8 @@ impl Route {
 pub struct Sample {
     pub variant: Variant,
     pub route: Route,
+    /// The round the run belongs to: runs of one round ran back to back.
+    pub round: u32,
     pub measured: Measured,
     /// Envoy's CPU time (all threads) over the run, per request.
     pub envoy_cpu_us_per_req: f64,
@@ -163,16 +165,46 @@ pub fn rows(samples: &[Sample]) -> Vec<Row> {
     out
 }
 
+#[cfg(test)]
 pub fn find(rows: &[Row], variant: Variant, route: Route) -> Option<&Row> {
     rows.iter()
         .find(|r| r.variant == variant && r.route == route)
 }
 
-/// req/s of `variant` over req/s of `base` on the same route.
-pub fn ratio(rows: &[Row], variant: Variant, base: Variant, route: Route) -> Option<f64> {
-    let a = find(rows, variant, route)?;
-    let b = find(rows, base, route)?;
-    (b.rps > 0.0).then(|| a.rps / b.rps)
+/// A ratio of two variants over the rounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ratio {
+    /// Median of the per-round ratios.
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub rounds: usize,
+}
+
+/// req/s of `variant` over req/s of `base` on the same route, taken within
+/// each round (the two ran back to back, under the same conditions), then
+/// the median over rounds: slow drifts of the machine cancel out.
+pub fn ratio(samples: &[Sample], variant: Variant, base: Variant, route: Route) -> Option<Ratio> {
+    let rps = |v: Variant, round: u32| {
+        samples
+            .iter()
+            .find(|s| s.variant == v && s.route == route && s.round == round)
+            .map(|s| s.measured.rps())
+    };
+    let per_round: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.variant == variant && s.route == route)
+        .filter_map(|s| {
+            let b = rps(base, s.round)?;
+            (b > 0.0).then(|| s.measured.rps() / b)
+        })
+        .collect();
+    Some(Ratio {
+        median: median(&per_round)?,
+        min: per_round.iter().copied().fold(f64::INFINITY, f64::min),
+        max: per_round.iter().copied().fold(0.0, f64::max),
+        rounds: per_round.len(),
+    })
 }
 
 /// Median of `values` (mean of the middle two for an even count).
@@ -198,6 +230,7 @@ mod tests {
         Sample {
             variant,
             route,
+            round,
             measured: Measured {
                 requests,
                 seconds: 10.0,
@@ -229,16 +262,34 @@ mod tests {
         );
         assert_eq!(nw.p50_us, 200.0);
         assert_eq!(nw.requests, 270_000);
-        let e = ratio(&r, Variant::EmptyWasm, Variant::NoWasm, Route::Direct).unwrap();
-        assert!((e - 0.8).abs() < 1e-12);
         assert_eq!(
-            ratio(&r, Variant::CacheHit, Variant::NoWasm, Route::Direct),
+            ratio(&s, Variant::CacheHit, Variant::NoWasm, Route::Direct),
             None
         );
         assert_eq!(
-            ratio(&r, Variant::NoWasm, Variant::NoWasm, Route::Proxy),
+            ratio(&s, Variant::NoWasm, Variant::NoWasm, Route::Proxy),
             None
         );
+    }
+
+    #[test]
+    fn ratios_pair_runs_of_the_same_round() {
+        // The machine slows down by half in round 2: each round's ratio
+        // stays 0.8, the ratio of the medians would not.
+        let s = [
+            sample(Variant::EmptyWasm, Route::Direct, 1, 100_000, 0),
+            sample(Variant::CacheHit, Route::Direct, 1, 80_000, 0),
+            sample(Variant::EmptyWasm, Route::Direct, 2, 50_000, 0),
+            sample(Variant::CacheHit, Route::Direct, 2, 40_000, 0),
+            sample(Variant::EmptyWasm, Route::Direct, 3, 100_000, 0),
+            sample(Variant::CacheHit, Route::Direct, 3, 90_000, 0),
+            // A round without its base pairs with nothing.
+            sample(Variant::CacheHit, Route::Direct, 4, 10_000, 0),
+        ];
+        let r = ratio(&s, Variant::CacheHit, Variant::EmptyWasm, Route::Direct).unwrap();
+        assert_eq!(r.rounds, 3);
+        assert!((r.median - 0.8).abs() < 1e-12, "{r:?}");
+        assert!((r.min - 0.8).abs() < 1e-12 && (r.max - 0.9).abs() < 1e-12, "{r:?}");
     }
 
     #[test]

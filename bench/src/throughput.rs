@@ -19,7 +19,10 @@ pub struct Setup<'a> {
     pub connections: u32,
     pub duration: Duration,
     pub warmup: Duration,
+    /// Rounds per generation of Envoys.
     pub rounds: u32,
+    /// Times every Envoy is started afresh.
+    pub generations: u32,
     pub envoy_core: usize,
     pub load_core: usize,
     /// `Bearer <active mcp:* token>` and `Bearer <bad checksum token>`.
@@ -64,6 +67,39 @@ fn envoy_of(v: Variant) -> usize {
 }
 
 pub async fn run(s: &Setup<'_>) -> anyhow::Result<Outcome> {
+    let mut samples = Vec::new();
+    let mut retried = 0;
+    let mut memory = Vec::new();
+    let mut filter_stats = BTreeMap::new();
+    // Envoys of the same configuration differ by a few µs per request from
+    // one process to the next (the same chain measured in two Envoys at
+    // once: 22.9 vs 25.5 µs/req): each generation starts them afresh, so
+    // the medians span processes as well as rounds.
+    for generation in 0..s.generations.max(1) {
+        let g = run_generation(s, generation, &mut samples, &mut retried).await?;
+        if generation == 0 {
+            memory = g.0;
+        }
+        for (k, v) in g.1 {
+            *filter_stats.entry(k).or_insert(0) += v;
+        }
+    }
+    Ok(Outcome {
+        samples,
+        retried,
+        memory,
+        filter_stats,
+    })
+}
+
+/// One set of fresh Envoys, warmed up, then `s.rounds` rounds; returns
+/// their memory and the filter's counters.
+async fn run_generation(
+    s: &Setup<'_>,
+    generation: u32,
+    samples: &mut Vec<Sample>,
+    retried: &mut u32,
+) -> anyhow::Result<(Vec<Memory>, BTreeMap<String, u64>)> {
     let chains = [
         Chain::None,
         Chain::Empty {
@@ -79,18 +115,27 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Outcome> {
     for ((label, _), chain) in CHAINS.iter().zip(&chains) {
         let dir = s
             .work_dir
-            .join(format!("envoy-{}", label.replace(' ', "-")));
-        eprintln!("bench: starting Envoy ({label})");
-        envoys.push(Gateway::start(s.common, chain, &dir, 1, &core).await?);
+            .join(format!("envoy-{}-{generation}", label.replace(' ', "-")));
+        eprintln!("bench: starting Envoy ({label}), generation {}", generation + 1);
+        match Gateway::start(s.common, chain, &dir, 1, &core).await {
+            Ok(g) => envoys.push(g),
+            Err(e) => {
+                for g in envoys {
+                    g.stop().await;
+                }
+                return Err(e);
+            }
+        }
     }
     // Let start-up work (V8 compilation, first stats flush) settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut idle = Vec::new();
     for e in &envoys {
-        idle.push(e.rss_kib()?);
+        idle.push(e.rss_kib().unwrap_or(0));
     }
 
-    let result = measure(s, &envoys).await;
+    let first_round = generation * s.rounds + 1;
+    let result = measure(s, &envoys, first_round, samples).await;
 
     let mut memory = Vec::new();
     for (i, e) in envoys.iter().enumerate() {
@@ -104,16 +149,16 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Outcome> {
     for e in envoys {
         e.stop().await;
     }
-    let (samples, retried) = result?;
-    Ok(Outcome {
-        samples,
-        retried,
-        memory,
-        filter_stats,
-    })
+    *retried += result?;
+    Ok((memory, filter_stats))
 }
 
-async fn measure(s: &Setup<'_>, envoys: &[Gateway]) -> anyhow::Result<(Vec<Sample>, u32)> {
+async fn measure(
+    s: &Setup<'_>,
+    envoys: &[Gateway],
+    first_round: u32,
+    samples: &mut Vec<Sample>,
+) -> anyhow::Result<u32> {
     let auth = |v: Variant| match v {
         Variant::Negative => s.invalid.as_str(),
         Variant::CacheHitLimited => s.limited.as_str(),
@@ -135,9 +180,8 @@ async fn measure(s: &Setup<'_>, envoys: &[Gateway]) -> anyhow::Result<(Vec<Sampl
             }
         }
     }
-    let mut samples = Vec::new();
     let mut retried = 0;
-    for round in 1..=s.rounds {
+    for round in first_round..first_round + s.rounds {
         for route in Route::ALL {
             for v in Variant::ALL {
                 let envoy = &envoys[envoy_of(v)];
@@ -154,6 +198,7 @@ async fn measure(s: &Setup<'_>, envoys: &[Gateway]) -> anyhow::Result<(Vec<Sampl
                 let sample = Sample {
                     variant: v,
                     route,
+                    round,
                     measured: t.measured,
                     envoy_cpu_us_per_req: t.envoy_cpu_us_per_req,
                     envoy_cpu_share: t.envoy_cpu_share,
@@ -174,7 +219,7 @@ async fn measure(s: &Setup<'_>, envoys: &[Gateway]) -> anyhow::Result<(Vec<Sampl
             }
         }
     }
-    Ok((samples, retried))
+    Ok(retried)
 }
 
 /// A load run with Envoy's CPU time and the load core's busy time around it.

@@ -16,6 +16,12 @@ pub enum Op {
     Remove,
     /// `proxy_replace_header_map_value` of one `x-bench-<n>` header (n counts the sets).
     Set,
+    /// `proxy_add_header_map_value` of one `x-bench-<n>` header (n counts the adds).
+    Add,
+    /// `proxy_get_header_map_value("authorization")`: one header, not the map.
+    Get,
+    /// Nothing: the probe's own context without a host call.
+    Nop,
     /// `proxy_call_foreign_function("clear_route_cache")`.
     ClearRouteCache,
     /// The whole map read, `authorization` dropped, four headers added, and
@@ -36,12 +42,15 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 14] = [
         Op::HeaderMap,
         Op::Time,
         Op::Metric,
         Op::Remove,
         Op::Set,
+        Op::Add,
+        Op::Get,
+        Op::Nop,
         Op::ClearRouteCache,
         Op::Pairs,
         Op::Validate,
@@ -57,6 +66,9 @@ impl Op {
             Op::Metric => "metric",
             Op::Remove => "remove",
             Op::Set => "set",
+            Op::Add => "add",
+            Op::Get => "get",
+            Op::Nop => "nop",
             Op::ClearRouteCache => "clear_route_cache",
             Op::Pairs => "pairs",
             Op::Validate => "validate",

@@ -23,6 +23,20 @@ extern "C" {
         value: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+    ) -> u32;
     fn proxy_set_property(
         path: *const u8,
         path_size: usize,
@@ -122,6 +136,7 @@ impl Context for Probe {}
 impl HttpContext for Probe {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let mut sets = 0;
+        let mut adds = 0;
         for op in self.ops.iter() {
             match op {
                 Op::HeaderMap => drop(header_block()),
@@ -138,6 +153,12 @@ impl HttpContext for Probe {
                     replace(SET_NAMES[sets % SET_NAMES.len()], "bench");
                     sets += 1;
                 }
+                Op::Add => {
+                    add(SET_NAMES[adds % SET_NAMES.len()], "bench");
+                    adds += 1;
+                }
+                Op::Get => drop(header_value(b"authorization")),
+                Op::Nop => {}
                 Op::ClearRouteCache => clear_route_cache(),
                 Op::Pairs => rewrite_all(),
                 Op::Validate => {
@@ -213,6 +234,35 @@ fn replace(name: &str, value: &str) {
             value.len(),
         )
     };
+}
+
+fn add(name: &str, value: &str) {
+    // SAFETY: pointers and lengths of live slices.
+    unsafe {
+        proxy_add_header_map_value(
+            REQUEST_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    };
+}
+
+fn header_value(name: &[u8]) -> Vec<u8> {
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: pointer and length of a live slice; out-pointers to locals.
+    unsafe {
+        proxy_get_header_map_value(
+            REQUEST_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    owned(data, size)
 }
 
 fn clear_route_cache() {
