@@ -66,7 +66,7 @@ struct ProbeArgs {
     /// A comma-separated list of probe ops made once per request, e.g.
     /// `header_map,remove,set*4` (repeat the flag for more Envoys; the ops
     /// are listed in bench/empty-filter/src/ops.rs).
-    #[arg(long = "ops", required = true)]
+    #[arg(long = "ops")]
     ops: Vec<String>,
     /// `direct` (Envoy answers itself) or `proxy` (forwarded upstream).
     #[arg(long, default_value = "direct")]
@@ -89,6 +89,11 @@ struct ProbeArgs {
     /// `wrk`, `oha`, or `auto` (wrk if installed).
     #[arg(long, default_value = "auto")]
     load_tool: String,
+    /// Also the gateway's filter on a cache hit, each in an Envoy of its own:
+    /// with an unlimited token, with a rate-limited one, and with the
+    /// rate-limited one while `rate_limit.enforce` is off.
+    #[arg(long)]
+    filter: bool,
     /// Scratch directory; emptied first.
     #[arg(long, default_value = "target/bench-probe")]
     work_dir: PathBuf,
@@ -299,44 +304,31 @@ async fn probe_only(a: ProbeArgs) -> anyhow::Result<()> {
     )?;
     let tool = Tool::detect(&a.load_tool, &work)?;
     let upstream = upstream::Upstream::start().await?;
-    let common = Common {
-        upstream_port: upstream.port,
-        // No probe calls the token API; its clusters only need an address.
-        token_api_port: upstream.port,
-        filter_wasm: empty_wasm.clone(),
-        empty_wasm,
-        config_dir: root.join("envoy/bench"),
+    let api = if a.filter {
+        Some(TokenApi::start(&work.join("token-api"), a.load_core, 300, None, None).await?)
+    } else {
+        None
     };
-    // A well-formed token in the header map, as the filter's requests carry.
-    let authorization = format!(
-        "Bearer {}",
-        mcpgw_token::format::from_secret(&[7; 32])
-    );
-    let setup = probe::Setup {
-        tool: &tool,
-        common: &common,
-        work_dir: work,
-        filter_config: serde_json::Value::Null,
-        valid: authorization.clone(),
-        limited: authorization.clone(),
-        connections: a.connections,
-        duration: Duration::from_secs(a.duration),
-        rounds: a.rounds,
-        generations: a.generations,
-        envoy_core: a.envoy_core,
-        load_core: a.load_core,
-    };
-    let plan = probe::ops_plan(&a.ops, &authorization);
-    let result = probe::run(&setup, &plan, path).await;
+    let result = probe_with(&a, path, &work, &tool, &upstream, empty_wasm, api.as_ref()).await;
+    if let Some(api) = api {
+        api.stop().await;
+    }
     upstream.stop();
     let (rows, retried) = result?;
     let floor = probe::floor_cpu(&rows);
-    println!("| ops ({} route) | req/s | Envoy CPU/req | above the floor |", a.route);
+    println!(
+        "| ops ({} route) | req/s | Envoy CPU/req | above the floor |",
+        a.route
+    );
     println!("|---|--:|--:|--:|");
     for r in &rows {
         println!(
             "| `{}` | {:.0} | {:.2} µs | {:+.2} µs |",
-            if r.label.is_empty() { "(floor)" } else { &r.label },
+            if r.label.is_empty() {
+                "(floor)"
+            } else {
+                &r.label
+            },
             r.rps,
             r.cpu_us_per_req,
             r.cpu_us_per_req - floor
@@ -348,6 +340,57 @@ async fn probe_only(a: ProbeArgs) -> anyhow::Result<()> {
         a.rounds, a.duration, a.generations
     );
     Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn probe_with(
+    a: &ProbeArgs,
+    path: &str,
+    work: &std::path::Path,
+    tool: &Tool,
+    upstream: &upstream::Upstream,
+    empty_wasm: PathBuf,
+    api: Option<&TokenApi>,
+) -> anyhow::Result<(Vec<probe::ProbeRow>, u32)> {
+    let common = Common {
+        upstream_port: upstream.port,
+        token_api_port: api.map_or(upstream.port, |t| t.port),
+        filter_wasm: harness::stack::filter_wasm()?,
+        empty_wasm,
+        config_dir: harness::stack::workspace_root().join("envoy/bench"),
+    };
+    // A well-formed token in the header map, as the filter's requests carry.
+    let mut authorization = format!("Bearer {}", mcpgw_token::format::from_secret(&[7; 32]));
+    let mut limited = authorization.clone();
+    if let Some(api) = api {
+        authorization = format!("Bearer {}", api.mint("probe-hit").await?.token);
+        let l = api
+            .mint_with(
+                "probe-hit-limited",
+                json!({"rate_limit": {"requests": 1_000_000, "window_s": 1}}),
+            )
+            .await?;
+        limited = format!("Bearer {}", l.token);
+    }
+    let setup = probe::Setup {
+        tool,
+        common: &common,
+        work_dir: work.to_path_buf(),
+        filter_config: filter_config(POLL_MS),
+        valid: authorization.clone(),
+        limited,
+        connections: a.connections,
+        duration: Duration::from_secs(a.duration),
+        rounds: a.rounds,
+        generations: a.generations,
+        envoy_core: a.envoy_core,
+        load_core: a.load_core,
+    };
+    let mut plan = probe::ops_plan(&a.ops, &authorization);
+    if api.is_some() {
+        plan.extend(probe::filter_plan(&setup));
+    }
+    probe::run(&setup, &plan, path).await
 }
 
 fn filter_config(poll_ms: u64) -> serde_json::Value {

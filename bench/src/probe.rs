@@ -145,6 +145,30 @@ pub fn standard_plan(s: &Setup<'_>) -> Vec<Planned> {
     plan
 }
 
+/// The filter on a cache hit: unlimited token, rate-limited token, and the
+/// rate-limited token with enforcement off (what the limiter itself costs).
+pub fn filter_plan(s: &Setup<'_>) -> Vec<Planned> {
+    let mut unenforced = s.filter_config.clone();
+    unenforced["rate_limit"] = serde_json::json!({"enforce": false});
+    [
+        (FILTER, &s.valid, s.filter_config.clone()),
+        (FILTER_LIMITED, &s.limited, s.filter_config.clone()),
+        (
+            "mcp_auth, cache hit, rate-limited token, not enforced",
+            &s.limited,
+            unenforced,
+        ),
+    ]
+    .into_iter()
+    .map(|(label, token, config)| Planned {
+        label: label.to_string(),
+        calls: 1,
+        chain: Chain::McpAuth { config },
+        authorization: token.clone(),
+    })
+    .collect()
+}
+
 /// `bench probe`'s plan: the floor, then each op list once per request.
 pub fn ops_plan(ops: &[String], authorization: &str) -> Vec<Planned> {
     let mut plan = vec![empty(FLOOR, 1, "", authorization)];
@@ -210,7 +234,9 @@ async fn measure(
     for round in 0..=s.rounds {
         for (i, gw) in envoys.iter().enumerate() {
             let url = gw.url(path);
-            let planned = plan.get(i).ok_or_else(|| anyhow::anyhow!("probe {i} not planned"))?;
+            let planned = plan
+                .get(i)
+                .ok_or_else(|| anyhow::anyhow!("probe {i} not planned"))?;
             let run = Load {
                 url: &url,
                 authorization: Some(&planned.authorization),

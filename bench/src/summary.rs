@@ -289,7 +289,10 @@ mod tests {
         let r = ratio(&s, Variant::CacheHit, Variant::EmptyWasm, Route::Direct).unwrap();
         assert_eq!(r.rounds, 3);
         assert!((r.median - 0.8).abs() < 1e-12, "{r:?}");
-        assert!((r.min - 0.8).abs() < 1e-12 && (r.max - 0.9).abs() < 1e-12, "{r:?}");
+        assert!(
+            (r.min - 0.8).abs() < 1e-12 && (r.max - 0.9).abs() < 1e-12,
+            "{r:?}"
+        );
     }
 
     #[test]

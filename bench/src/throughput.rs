@@ -116,7 +116,10 @@ async fn run_generation(
         let dir = s
             .work_dir
             .join(format!("envoy-{}-{generation}", label.replace(' ', "-")));
-        eprintln!("bench: starting Envoy ({label}), generation {}", generation + 1);
+        eprintln!(
+            "bench: starting Envoy ({label}), generation {}",
+            generation + 1
+        );
         match Gateway::start(s.common, chain, &dir, 1, &core).await {
             Ok(g) => envoys.push(g),
             Err(e) => {

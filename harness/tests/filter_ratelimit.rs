@@ -198,6 +198,45 @@ fn two_workers_spend_one_bucket() {
 }
 
 #[test]
+fn a_busy_token_leases_units_and_two_workers_never_exceed_its_bucket() {
+    // A burst of 1200: each worker may take up to 12 units (1/100) at a
+    // time from the shared slot and spend them without touching it.
+    let (mut a, t) = cached(&limited(12_000, 60, 1200));
+    let mut b = host().worker_sharing(&a).unwrap();
+    let slot = slot_of(&t);
+    let mut last = a.shared_data(&slot);
+    let (mut allowed, mut writes) = (1, 0);
+    for i in 0..1500u64 {
+        let env = if i % 2 == 0 { &mut a } else { &mut b };
+        if env.request(mcp(&t, &tool_call(i + 1, "x"))).status() == Some(200) {
+            allowed += 1;
+        }
+        let now = a.shared_data(&slot);
+        if now != last {
+            writes += 1;
+            last = now;
+        }
+    }
+    assert!(
+        allowed <= 1200,
+        "{allowed} let through, the bucket holds 1200"
+    );
+    assert!(
+        allowed >= 1200 - 2 * 12,
+        "{allowed}: at most a lease per worker may be held back"
+    );
+    assert!(
+        writes * 5 < allowed,
+        "{writes} slot writes for {allowed} requests: leases should spare most"
+    );
+    // Refilled 10 s later (200 a second): the held units are given back with
+    // the next acquisition, and the token goes on.
+    a.advance(secs(10));
+    b.advance(secs(10));
+    assert_eq!(statuses(&mut a, &t, 3), vec![200; 3]);
+}
+
+#[test]
 fn a_race_between_workers_is_decided_again_never_counted_twice() {
     // One request every 10 s, no burst: each worker admits one in its own
     // period first, so both hold the decision.

@@ -252,3 +252,82 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn slot_keys_name_the_first_three_hex_digits() {
+    let mut key: Key = [0; 32];
+    key[0] = 0xab;
+    key[1] = 0xcd;
+    assert_eq!(slot_key("token_api", &key), "mcp_auth.l.token_api.abc");
+    assert_eq!(slot_key("c", &[0; 32]), "mcp_auth.l.c.000");
+    // Every key names one of the slots created at configuration.
+    let all: std::collections::HashSet<String> = slot_keys("c").collect();
+    assert_eq!(all.len(), 4096);
+    for (a, b) in [(0u8, 0u8), (0xff, 0xff), (0x12, 0x3f), (0x9a, 0x0b)] {
+        let mut k: Key = [0; 32];
+        k[0] = a;
+        k[1] = b;
+        assert!(all.contains(&slot_key("c", &k)), "{a:02x}{b:02x}");
+    }
+}
+
+proptest! {
+    /// Taking one unit from the stored bytes decides and writes exactly what
+    /// decoding, [`admit`] and encoding would, on any bytes (torn, foreign, full).
+    #[test]
+    fn take_one_is_admit_on_the_decoded_slot(
+        raw in proptest::collection::vec(any::<u8>(), 0..40),
+        entries in proptest::collection::vec((0u64..40, 0u64..4 * S), 0..=SLOT_CAP + 2),
+        use_entries in any::<bool>(),
+        id in 0u64..40,
+        requests in 1u32..100,
+        window_s in 1u32..100,
+        burst in 0u32..10,
+        at in 0u64..4 * S,
+    ) {
+        let stored = if use_entries {
+            let e: Vec<Entry> = entries
+                .iter()
+                .map(|&(id, tat)| Entry { id, tat_ns: T0 + tat })
+                .collect();
+            encode(&e)
+        } else {
+            raw
+        };
+        let l = limit(requests, window_s, burst);
+        let now = T0 + at;
+        let (want_a, want_w) = admit(&decode(&stored), id, &l, now);
+        let got = take(&stored, id, &l, now, 1, 0);
+        prop_assert_eq!(got.admission, want_a);
+        prop_assert_eq!(got.units, u32::from(want_w.is_some()));
+        prop_assert_eq!(got.write, want_w.map(|e| encode(&e)));
+    }
+}
+
+proptest! {
+    /// Taking `want` units at once is `want` single requests at the same instant
+    /// (as many as fit), and the same slot after them.
+    #[test]
+    fn take_many_is_that_many_single_requests(
+        requests in 1u32..50,
+        window_s in 1u32..10,
+        burst_frac in 1u32..=100,
+        want in 1u32..80,
+        pre in 0usize..40,
+        at in 0u64..3 * S,
+    ) {
+        let burst = (requests * burst_frac / 100).max(1);
+        let l = limit(requests, window_s, burst);
+        let now = T0 + at;
+        let mut slot: Vec<Entry> = Vec::new();
+        burst_of(&mut slot, 3, &l, T0, pre);
+        let stored = encode(&slot);
+        let many = take(&stored, 3, &l, now, want, 0);
+        let mut singles = slot.clone();
+        let out = burst_of(&mut singles, 3, &l, now, want as usize);
+        prop_assert_eq!(many.units as usize, allowed(&out));
+        if many.units > 0 {
+            prop_assert_eq!(many.write.map(|w| decode(&w)), Some(singles));
+        }
+    }
+}

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::introspect::{Answer, Unavailable};
 use crate::memo::KeyMemo;
 use crate::metrics::Metric;
+use crate::ratelimit::lease::{self, Lease, Step};
 use crate::ratelimit::{self, Admission};
 use crate::replies::{self, Reply, Unauthorized};
 use crate::shared::{self, SharedEntry};
@@ -18,7 +19,7 @@ use mcpgw_token::ratelimit::RateLimit;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, Status};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 /// Revoked keys remembered against late answers and shared writes.
@@ -294,16 +295,75 @@ pub fn create_limit_slots(cluster: &str) {
     }
 }
 
+/// Leases held beyond this many tokens are dropped (their units are given
+/// back by nobody: the slots refill them at the token's pace).
+const MAX_LEASES: usize = 4096;
+
+thread_local! {
+    /// This worker's leases of busy tokens' buckets (src/ratelimit/lease.rs).
+    /// Not in [`Worker`]: a callout's answer decides requests while the
+    /// worker is borrowed.
+    static LEASES: RefCell<HashMap<Key, Lease>> = RefCell::new(HashMap::new());
+}
+
 /// Decides one request of the token `key` against its rate limit, across
-/// every worker of this Envoy: read the slot, decide, write back with CAS;
-/// on a lost race read and decide again. A token without a limit never gets
-/// here.
+/// every worker of this Envoy: spend a unit this worker leased, or read the
+/// slot, take units, write back with CAS; on a lost race read and decide
+/// again. A token without a limit never gets here.
 pub fn admit(cluster: &str, key: &Key, limit: &RateLimit, now_ns: u64) -> Admission {
+    let held = LEASES.with(|l| l.borrow().get(key).copied());
+    let (want, give_back) = match lease::step(held.as_ref(), limit, now_ns) {
+        Step::Spend => {
+            LEASES.with(|l| {
+                if let Some(lease) = l.borrow_mut().get_mut(key) {
+                    lease.left = lease.left.saturating_sub(1);
+                }
+            });
+            return Admission::Allowed {
+                remaining: 0,
+                full_in_s: 0,
+            };
+        }
+        Step::Take { want, give_back } => (want, give_back),
+    };
+    let (admission, units) = take_units(cluster, key, limit, now_ns, want, give_back);
+    LEASES.with(|l| {
+        let mut leases = l.borrow_mut();
+        match lease::taken(limit, units, now_ns) {
+            Some(new) => {
+                if leases.len() >= MAX_LEASES && !leases.contains_key(key) {
+                    leases.retain(|_, old| now_ns.saturating_sub(old.taken_ns) < lease::MAX_AGE_NS);
+                    if leases.len() >= MAX_LEASES {
+                        leases.clear();
+                    }
+                }
+                leases.insert(*key, new);
+            }
+            // Refused: what was given back is in the slot now.
+            None => {
+                leases.remove(key);
+            }
+        }
+    });
+    admission
+}
+
+/// One read-decide-write of `key`'s slot: up to `want` units taken, after
+/// `give_back` unused ones returned. Fails closed (no unit) when the slot
+/// cannot be read or written.
+fn take_units(
+    cluster: &str,
+    key: &Key,
+    limit: &RateLimit,
+    now_ns: u64,
+    want: u32,
+    give_back: u32,
+) -> (Admission, u32) {
     let slot = ratelimit::slot_key(cluster, key);
     let id = ratelimit::entry_id(key);
     for _ in 0..LIMIT_CAS_ATTEMPTS {
-        let (entries, cas) = match hostcalls::get_shared_data(&slot) {
-            Ok((Some(bytes), cas)) => (ratelimit::decode(&bytes), cas),
+        let (stored, cas) = match hostcalls::get_shared_data(&slot) {
+            Ok((Some(bytes), cas)) => (bytes, cas),
             // Not created at configuration (another plugin version's VM
             // started first): create it, then decide on the stored value.
             Ok((None, _)) => {
@@ -312,20 +372,23 @@ pub fn admit(cluster: &str, key: &Key, limit: &RateLimit, now_ns: u64) -> Admiss
             }
             Err(_) => break,
         };
-        let (admission, write) = ratelimit::admit(&entries, id, limit, now_ns);
-        let Some(next) = write else {
-            return admission;
+        let taken = ratelimit::take(&stored, id, limit, now_ns, want, give_back);
+        let Some(next) = taken.write else {
+            return (taken.admission, taken.units);
         };
-        match hostcalls::set_shared_data(&slot, Some(&ratelimit::encode(&next)), cas) {
-            Ok(()) => return admission,
+        match hostcalls::set_shared_data(&slot, Some(&next), cas) {
+            Ok(()) => return (taken.admission, taken.units),
             Err(Status::CasMismatch) => host::inc(Metric::RateLimitCasRetries),
             Err(_) => break,
         }
     }
     // Fail closed: the request could not be counted.
-    Admission::Limited {
-        retry_after_s: ratelimit::MIN_RETRY_S,
-    }
+    (
+        Admission::Limited {
+            retry_after_s: ratelimit::MIN_RETRY_S,
+        },
+        0,
+    )
 }
 
 fn read_bucket(name: &str) -> (Vec<SharedEntry>, Option<u32>) {
