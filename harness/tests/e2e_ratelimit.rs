@@ -325,6 +325,43 @@ async fn a_limited_token_gets_exactly_its_limit_across_two_workers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_token_on_leases_never_gets_more_than_its_bucket_across_two_workers() {
+    let _one = SERIAL.lock().await;
+    let (stack, _dir) = start_with(StackExtras::default()).await;
+    // A burst of 1000 (leases of up to 10 units per worker), refilled at one
+    // request every 3.6 s: the run adds only a few units.
+    let (token, id) = mint(
+        &stack,
+        json!({"name": "e2e-busy", "tenant": "acme",
+               "rate_limit": {"requests": 1000, "window_s": 3600}}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    for _ in 0..24 {
+        out.extend(burst(&stack, &token, 50).await);
+    }
+    let refilled = (started.elapsed().as_secs_f64() / 3.6).ceil() as usize;
+    let ok = count(&out, 200);
+    assert!(
+        ok <= 1000 + refilled,
+        "{ok} of 1200 let through: the bucket holds 1000 (+{refilled} refilled)"
+    );
+    assert!(
+        ok >= 1000 - 2 * 10,
+        "{ok}: at most one lease per worker may be held back"
+    );
+    assert_eq!(count(&out, 429), out.len() - ok);
+    let workers = connections_per_worker(&stack).await;
+    assert!(
+        workers.len() == 2 && workers.iter().all(|&n| n > 0),
+        "both workers took connections: {workers:?}"
+    );
+    assert_eq!(backend_saw(&stack, &id), ok);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_changed_through_the_api_applies_within_a_poll_period() {
     let _one = SERIAL.lock().await;
     // The stack caches decisions for 300 s: only the feed can make it quick.
