@@ -702,6 +702,11 @@ async fn measure_all(
         let (rows, retried) = probe::run(&setup, &plan, "/direct").await?;
         report.probe = Some(rows);
         report.probe_retried = retried;
+        eprintln!("bench: host-call probes on the proxied route");
+        let plan = probe::proxied_plan(&setup);
+        let (rows, retried) = probe::run(&setup, &plan, "/proxy").await?;
+        report.probe_proxied = Some(rows);
+        report.probe_retried += retried;
     }
     Ok(())
 }

@@ -169,6 +169,25 @@ pub fn filter_plan(s: &Setup<'_>) -> Vec<Planned> {
     .collect()
 }
 
+/// The proxied route's plan: the floor, the cache hit's host calls alone and
+/// the filter, to tell what the route adds to the same calls.
+pub fn proxied_plan(s: &Setup<'_>) -> Vec<Planned> {
+    let all = PROBES.iter().find(|p| p.label == ALL_CALLS);
+    let mut plan = vec![empty(FLOOR, 1, "", &s.valid)];
+    if let Some(p) = all {
+        plan.push(empty(p.label, p.calls, p.ops, &s.valid));
+    }
+    plan.push(Planned {
+        label: FILTER.to_string(),
+        calls: 1,
+        chain: Chain::McpAuth {
+            config: s.filter_config.clone(),
+        },
+        authorization: s.valid.clone(),
+    });
+    plan
+}
+
 /// `bench probe`'s plan: the floor, then each op list once per request.
 pub fn ops_plan(ops: &[String], authorization: &str) -> Vec<Planned> {
     let mut plan = vec![empty(FLOOR, 1, "", authorization)];

@@ -40,6 +40,8 @@ pub struct Report {
     pub filter_wasm_bytes: u64,
     pub empty_wasm_bytes: u64,
     pub probe: Option<Vec<ProbeRow>>,
+    /// The floor, the cache hit's host calls and the filter on the proxied route.
+    pub probe_proxied: Option<Vec<ProbeRow>>,
     /// `tools/list` for a restricted token vs an `mcp:*` one.
     pub lists: Option<crate::lists::Outcome>,
     /// Load runs (main table; probes) repeated because Envoy was starved of its core.
@@ -184,6 +186,9 @@ impl Report {
         }
         if let Some(p) = &self.probe {
             render_probe(&mut o, p, s, self.probe_retried);
+            if let Some(proxied) = &self.probe_proxied {
+                render_proxied_probe(&mut o, p, proxied);
+            }
         }
         o
     }
@@ -599,10 +604,38 @@ fn render_probe(o: &mut String, rows: &[ProbeRow], s: &Settings, retried: u32) {
     let _ = writeln!(o);
 }
 
+/// The same host calls and the filter on both routes, side by side.
+fn render_proxied_probe(o: &mut String, direct: &[ProbeRow], proxied: &[ProbeRow]) {
+    let _ = writeln!(o, "### The same on the proxied route
+");
+    let _ = writeln!(
+        o,
+        "The floor, the cache hit's 10 host calls alone and the filter again, forwarded to the \
+         upstream (same rounds). Above the floor of its own route:\n"
+    );
+    let _ = writeln!(
+        o,
+        "| probe | direct: above the floor | proxied: above the floor | proxied − direct |"
+    );
+    let _ = writeln!(o, "|---|--:|--:|--:|");
+    for label in [probe::ALL_CALLS, probe::FILTER] {
+        if let (Some(d), Some(p)) = (probe::delta(direct, label), probe::delta(proxied, label)) {
+            let _ = writeln!(o, "| {label} | {d:+.1} µs | {p:+.1} µs | {:+.1} µs |", p - d);
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\nFloors: {:.1} µs/req direct, {:.1} µs/req proxied. The header changes are the same \
+         calls on both routes; on the proxied route the four written headers also travel \
+         upstream, and the route chosen again after them is a cluster route.\n",
+        probe::floor_cpu(direct),
+        probe::floor_cpu(proxied)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::summary::Sample;
 
     fn measured(requests: u64) -> Measured {
         Measured {
