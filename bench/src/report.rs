@@ -606,8 +606,7 @@ fn render_probe(o: &mut String, rows: &[ProbeRow], s: &Settings, retried: u32) {
 
 /// The same host calls and the filter on both routes, side by side.
 fn render_proxied_probe(o: &mut String, direct: &[ProbeRow], proxied: &[ProbeRow]) {
-    let _ = writeln!(o, "### The same on the proxied route
-");
+    let _ = writeln!(o, "### The same on the proxied route\n");
     let _ = writeln!(
         o,
         "The floor, the cache hit's 10 host calls alone and the filter again, forwarded to the \
@@ -620,7 +619,11 @@ fn render_proxied_probe(o: &mut String, direct: &[ProbeRow], proxied: &[ProbeRow
     let _ = writeln!(o, "|---|--:|--:|--:|");
     for label in [probe::ALL_CALLS, probe::FILTER] {
         if let (Some(d), Some(p)) = (probe::delta(direct, label), probe::delta(proxied, label)) {
-            let _ = writeln!(o, "| {label} | {d:+.1} µs | {p:+.1} µs | {:+.1} µs |", p - d);
+            let _ = writeln!(
+                o,
+                "| {label} | {d:+.1} µs | {p:+.1} µs | {:+.1} µs |",
+                p - d
+            );
         }
     }
     let _ = writeln!(
