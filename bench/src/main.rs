@@ -727,7 +727,7 @@ impl Timing {
             warmup: Duration::from_secs(a.warmup.max(2)),
             // One long run: the token API's throughput wanders more than
             // Envoy's over a few seconds (instance reuse, SQLite's cache).
-            duration: Duration::from_secs(a.duration.max(5)),
+            duration: Duration::from_secs(a.duration.max(report::INTROSPECT_MIN_S)),
         }
     }
 }
