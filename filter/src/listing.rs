@@ -240,7 +240,8 @@ const ITEM_KEYS: [&str; 3] = ["name", "uri", "uriTemplate"];
 /// hold escapes: a list answer has thousands of them. Values stay raw JSON,
 /// except where the level reads deeper in the same pass (a message's
 /// `result`, a result's list arrays), so the bulk of a list answer, its
-/// items, is scanned twice (captured, then read one by one), not five times.
+/// items, is validated once (captured) and then only scanned for its keys
+/// ([`scan`]; read with serde again only when an item holds escapes).
 struct Members<'a>(Vec<(Cow<'a, str>, Val<'a>)>);
 
 /// A member's value.
@@ -414,23 +415,8 @@ impl<'a> Members<'a> {
     /// Refuses duplicate keys and keys that read as one of `keys` they are
     /// not; `place` names the object, built only for the error.
     fn check(&self, keys: &[&'static str], place: impl Fn() -> String) -> Result<(), Fault> {
-        for (i, (key, _)) in self.0.iter().enumerate() {
-            if self.0.iter().take(i).any(|(k, _)| k == key) {
-                return Err(fault(format!(
-                    "key {key:?} appears twice in {}; JSON parsers disagree on which one counts",
-                    place()
-                )));
-            }
-            if let Some(reads) = message::reads_as_one_of(key, keys) {
-                if reads != key {
-                    return Err(fault(format!(
-                        "key {key:?} in {} reads as {reads:?} to some JSON parsers",
-                        place()
-                    )));
-                }
-            }
-        }
-        Ok(())
+        let names: Vec<&str> = self.0.iter().map(|(k, _)| k.as_ref()).collect();
+        check_keys(&names, keys, place)
     }
 
     fn get(&self, key: &str) -> Option<&Val<'a>> {
@@ -465,6 +451,32 @@ impl<'a> Members<'a> {
         out.push('}');
         Ok(())
     }
+}
+
+/// Refuses duplicate keys and keys that read as one of `reserved` they are
+/// not; `place` names the object, built only for the error.
+fn check_keys(
+    keys: &[&str],
+    reserved: &[&'static str],
+    place: impl Fn() -> String,
+) -> Result<(), Fault> {
+    for (i, key) in keys.iter().enumerate() {
+        if keys.iter().take(i).any(|k| k == key) {
+            return Err(fault(format!(
+                "key {key:?} appears twice in {}; JSON parsers disagree on which one counts",
+                place()
+            )));
+        }
+        if let Some(reads) = message::reads_as_one_of(key, reserved) {
+            if reads != *key {
+                return Err(fault(format!(
+                    "key {key:?} in {} reads as {reads:?} to some JSON parsers",
+                    place()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn push_key(out: &mut String, key: &str) {
@@ -658,6 +670,17 @@ fn filter_items(
 fn visible(list: List, item: &RawValue, scopes: &[Scope]) -> Result<bool, Fault> {
     if !item.get().starts_with('{') {
         return Ok(false);
+    }
+    // Most items hold no escapes: their keys are found without a second
+    // serde pass over their values (the capture already validated them).
+    if let Some(found) = scan::object_keys(item.get(), list.key()) {
+        check_keys(&found.keys, &ITEM_KEYS, || {
+            format!("an item of {:?}", list.array())
+        })?;
+        return Ok(match found.wanted {
+            Some(Some(name)) => scopes::lists(scopes, list.method(), name),
+            _ => false,
+        });
     }
     let members = Members::parse(item.get(), Level::Item, "a list item")?;
     members.check(&ITEM_KEYS, || format!("an item of {:?}", list.array()))?;
@@ -859,6 +882,8 @@ impl Answer {
         }
     }
 }
+
+mod scan;
 
 #[cfg(test)]
 mod tests;

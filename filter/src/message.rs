@@ -164,6 +164,20 @@ pub fn reads_as_one_of(key: &str, set: &[&'static str]) -> Option<&'static str> 
     if let Some(exact) = set.iter().find(|r| **r == key) {
         return Some(exact);
     }
+    // Printable ASCII (most keys) holds nothing to drop and folds byte by
+    // byte: compare without decoding.
+    if key.bytes().all(|b| matches!(b, b' '..=b'~')) {
+        return set
+            .iter()
+            .find(|r| r.as_bytes().eq_ignore_ascii_case(key.as_bytes()))
+            .copied();
+    }
+    folds_to_one_of(key, set)
+}
+
+/// The general case of [`reads_as_one_of`]: `key` folded character by
+/// character.
+fn folds_to_one_of(key: &str, set: &[&'static str]) -> Option<&'static str> {
     // Folded on the stack: this runs for every key of every message and of
     // every list item. Longer than any reserved key: cannot match.
     let mut folded = [0u8; 32];

@@ -610,3 +610,101 @@ fn a_refused_list_event_is_answered_with_an_error_not_passed() {
         }
     );
 }
+
+mod scan_keys {
+    use super::super::scan::{object_keys, Keys};
+    use super::super::{Level, Members, Val};
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    #[test]
+    fn plain_items_are_read_and_escapes_give_up() {
+        let k = object_keys(
+            r#" { "name" : "a" , "x":{"y":[1,"}",{"z":"\""}]} ,"n":-1.5e3}"#,
+            "name",
+        );
+        assert_eq!(
+            k,
+            Some(Keys {
+                keys: vec!["name", "x", "n"],
+                wanted: Some(Some("a")),
+            })
+        );
+        assert_eq!(
+            object_keys(r#"{"name":7,"name":"b"}"#, "name")
+                .unwrap()
+                .wanted,
+            Some(None),
+            "the first one is the one read; duplicates are the check's business"
+        );
+        assert_eq!(object_keys("{}", "name").unwrap().keys, Vec::<&str>::new());
+        assert_eq!(object_keys(r#"{"na\u006de":"a"}"#, "name"), None);
+        assert_eq!(object_keys(r#"{"name":"a\"b"}"#, "name"), None);
+        assert_eq!(object_keys(r#"[1]"#, "name"), None);
+        // Escapes in values not wanted are skipped, not decoded.
+        assert_eq!(
+            object_keys(r#"{"d":"x\\\"y","name":"t"}"#, "name")
+                .unwrap()
+                .wanted,
+            Some(Some("t"))
+        );
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from),
+            "[a-z\"\\\\/ }{\\]\\[,:\u{e9}\u{1F600}]{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::vec(("[a-z\"\\\\]{0,4}", inner), 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// On any valid object the scan either gives up or finds exactly the
+        /// keys and the wanted string serde finds.
+        #[test]
+        fn the_scan_agrees_with_serde(
+            members in proptest::collection::vec(
+                (prop_oneof![Just("name".to_string()), "[a-z\"\\\\]{0,4}"], json_value()),
+                0..6,
+            ),
+            pretty in any::<bool>(),
+        ) {
+            // Written by hand so that duplicate keys survive.
+            let sep = if pretty { " ,\n " } else { "," };
+            let body: Vec<String> = members
+                .iter()
+                .map(|(k, v)| {
+                    let v = if pretty {
+                        serde_json::to_string_pretty(v).unwrap()
+                    } else {
+                        v.to_string()
+                    };
+                    format!("{} : {v}", Value::from(k.as_str()))
+                })
+                .collect();
+            let text = format!("{{{}}}", body.join(sep));
+            let serde = Members::parse(&text, Level::Item, "an item").unwrap();
+            if let Some(found) = object_keys(&text, "name") {
+                let keys: Vec<&str> = serde.0.iter().map(|(k, _)| k.as_ref()).collect();
+                prop_assert_eq!(&found.keys, &keys);
+                let want = serde.0.iter().find(|(k, _)| k == "name").map(|(_, v)| match v {
+                    Val::Raw(r) => serde_json::from_str::<String>(r.get()).ok(),
+                    _ => None,
+                });
+                prop_assert_eq!(found.wanted.map(|w| w.map(str::to_string)), want);
+            } else {
+                // It only gives up on escapes.
+                prop_assert!(text.contains('\\'), "{}", text);
+            }
+        }
+    }
+}

@@ -398,3 +398,28 @@ fn the_differential_generator_exercises_both_outcomes() {
     assert!(refused > 200, "refused {refused}");
     assert!(disagreeing_if_unchecked > 100, "{disagreeing_if_unchecked}");
 }
+
+proptest! {
+    /// The printable-ASCII shortcut of `reads_as_one_of` decides as folding
+    /// character by character would.
+    #[test]
+    fn ascii_keys_read_as_folding_says(key in "[ -~]{0,12}", pick in 0usize..6) {
+        let sets: [&[&'static str]; 3] = [
+            &["method", "params", "id"],
+            &["name", "uri", "uriTemplate"],
+            &["jsonrpc", "result", "error"],
+        ];
+        let set = sets[pick % 3];
+        // Half the time a reserved key with its case changed.
+        let key = if pick >= 3 {
+            set[key.len() % set.len()].to_ascii_uppercase()
+        } else {
+            key
+        };
+        let exact = set.iter().find(|r| **r == key).copied();
+        prop_assert_eq!(
+            reads_as_one_of(&key, set),
+            exact.or_else(|| folds_to_one_of(&key, set))
+        );
+    }
+}
