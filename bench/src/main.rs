@@ -80,15 +80,8 @@ struct ProbeArgs {
     /// Times every Envoy is started afresh.
     #[arg(long, default_value_t = 3)]
     generations: u32,
-    #[arg(long, default_value_t = 32)]
-    connections: u32,
-    #[arg(long, default_value_t = 0)]
-    envoy_core: usize,
-    #[arg(long, default_value_t = 1)]
-    load_core: usize,
-    /// `wrk`, `oha`, or `auto` (wrk if installed).
-    #[arg(long, default_value = "auto")]
-    load_tool: String,
+    #[command(flatten)]
+    place: Placement,
     /// Also the gateway's filter on a cache hit, each in an Envoy of its own:
     /// with an unlimited token, with a rate-limited one, and with the
     /// rate-limited one while `rate_limit.enforce` is off.
@@ -97,6 +90,23 @@ struct ProbeArgs {
     /// Scratch directory; emptied first.
     #[arg(long, default_value = "target/bench-probe")]
     work_dir: PathBuf,
+}
+
+/// Where Envoy and the load run, and with what.
+#[derive(Debug, Args)]
+struct Placement {
+    /// Keep-alive connections of the load tool.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// Core for Envoy (and for the token API while its introspect throughput is measured).
+    #[arg(long, default_value_t = 0)]
+    envoy_core: usize,
+    /// Core for the load tool, the upstream, the token API and this driver.
+    #[arg(long, default_value_t = 1)]
+    load_core: usize,
+    /// `wrk`, `oha`, or `auto` (wrk if installed).
+    #[arg(long, default_value = "auto")]
+    load_tool: String,
 }
 
 #[derive(Debug, Args)]
@@ -111,21 +121,11 @@ struct RunArgs {
     /// Times the main table's Envoys are started afresh (each runs `rounds`).
     #[arg(long, default_value_t = 3)]
     generations: u32,
-    /// Keep-alive connections of the load tool.
-    #[arg(long, default_value_t = 32)]
-    connections: u32,
     /// Seconds of unmeasured load per variant before the rounds (per generation).
     #[arg(long, default_value_t = 1)]
     warmup: u64,
-    /// Core for Envoy (and for the token API while its introspect throughput is measured).
-    #[arg(long, default_value_t = 0)]
-    envoy_core: usize,
-    /// Core for the load tool, the upstream, the token API and this driver.
-    #[arg(long, default_value_t = 1)]
-    load_core: usize,
-    /// `wrk`, `oha`, or `auto` (wrk if installed).
-    #[arg(long, default_value = "auto")]
-    load_tool: String,
+    #[command(flatten)]
+    place: Placement,
     /// Revoke-to-401 trials.
     #[arg(long, default_value_t = 7)]
     revocation_trials: u32,
@@ -220,9 +220,9 @@ const FLOOD_MAX_INFLIGHT: u64 = 16;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let driver_core = match &cli.command {
-        Command::Run(a) => Some(a.load_core),
+        Command::Run(a) => Some(a.place.load_core),
         Command::Introspect(a) => Some(a.load_core),
-        Command::Probe(a) => Some(a.load_core),
+        Command::Probe(a) => Some(a.place.load_core),
         Command::TokenApi(_) => None,
     };
     if let Some(core) = driver_core {
@@ -281,7 +281,7 @@ fn main() -> ExitCode {
 }
 
 async fn probe_only(a: ProbeArgs) -> anyhow::Result<()> {
-    if a.envoy_core == a.load_core {
+    if a.place.envoy_core == a.place.load_core {
         bail!("--envoy-core and --load-core must differ");
     }
     let path = match a.route.as_str() {
@@ -302,10 +302,10 @@ async fn probe_only(a: ProbeArgs) -> anyhow::Result<()> {
         "target/wasm32-wasip1/release/empty_filter.wasm",
         "cargo build -p empty-filter --target wasm32-wasip1 --release",
     )?;
-    let tool = Tool::detect(&a.load_tool, &work)?;
+    let tool = Tool::detect(&a.place.load_tool, &work)?;
     let upstream = upstream::Upstream::start().await?;
     let api = if a.filter {
-        Some(TokenApi::start(&work.join("token-api"), a.load_core, 300, None, None).await?)
+        Some(TokenApi::start(&work.join("token-api"), a.place.load_core, 300, None, None).await?)
     } else {
         None
     };
@@ -379,12 +379,12 @@ async fn probe_with(
         filter_config: filter_config(POLL_MS),
         valid: authorization.clone(),
         limited,
-        connections: a.connections,
+        connections: a.place.connections,
         duration: Duration::from_secs(a.duration),
         rounds: a.rounds,
         generations: a.generations,
-        envoy_core: a.envoy_core,
-        load_core: a.load_core,
+        envoy_core: a.place.envoy_core,
+        load_core: a.place.load_core,
     };
     let mut plan = probe::ops_plan(&a.ops, &authorization);
     if api.is_some() {
@@ -421,7 +421,7 @@ fn utc_now() -> String {
 
 async fn run(a: RunArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    if a.envoy_core == a.load_core {
+    if a.place.envoy_core == a.place.load_core {
         bail!("--envoy-core and --load-core must differ");
     }
     if !matches!(a.probe.as_str(), "auto" | "always" | "never") {
@@ -443,7 +443,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         "target/wasm32-wasip1/release/empty_filter.wasm",
         "cargo build -p empty-filter --target wasm32-wasip1 --release",
     )?;
-    let tool = Tool::detect(&a.load_tool, &work)?;
+    let tool = Tool::detect(&a.place.load_tool, &work)?;
     let mut report = Report {
         date: utc_now(),
         machine: procfs::machine(),
@@ -455,10 +455,10 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             duration_s: a.duration,
             rounds: a.rounds,
             generations: a.generations,
-            connections: a.connections,
+            connections: a.place.connections,
             warmup_s: a.warmup,
-            envoy_core: a.envoy_core,
-            load_core: a.load_core,
+            envoy_core: a.place.envoy_core,
+            load_core: a.place.load_core,
             introspect_connections: INTROSPECT_CONNECTIONS,
             poll_ms: POLL_MS,
             burst: a.burst,
@@ -474,7 +474,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
 
     let upstream = upstream::Upstream::start().await?;
     eprintln!("bench: starting the token API");
-    let api = TokenApi::start(&work.join("token-api"), a.load_core, 300, None, None).await?;
+    let api = TokenApi::start(&work.join("token-api"), a.place.load_core, 300, None, None).await?;
     let outcome = measure_all(
         &a,
         &mut report,
@@ -544,13 +544,13 @@ async fn measure_all(
         common: &common,
         work_dir: work.to_path_buf(),
         filter_config: filter_config(POLL_MS),
-        connections: a.connections,
+        connections: a.place.connections,
         duration: Duration::from_secs(a.duration),
         warmup: Duration::from_secs(a.warmup),
         rounds: a.rounds,
         generations: a.generations,
-        envoy_core: a.envoy_core,
-        load_core: a.load_core,
+        envoy_core: a.place.envoy_core,
+        load_core: a.place.load_core,
         valid: valid.clone(),
         invalid,
         limited: format!("Bearer {}", limited.token),
@@ -582,7 +582,7 @@ async fn measure_all(
         };
         let on_pg = TokenApi::start(
             &work.join("token-api-pg"),
-            a.load_core,
+            a.place.load_core,
             300,
             Some(&target),
             None,
@@ -605,7 +605,7 @@ async fn measure_all(
     let chain = Chain::McpAuth {
         config: filter_config(POLL_MS),
     };
-    let core = a.envoy_core.to_string();
+    let core = a.place.envoy_core.to_string();
     let gw = Gateway::start(&common, &chain, &work.join("envoy-revocation"), 1, &core).await?;
     let trials = revocation::trials(&gw, api, a.revocation_trials, POLL_MS).await;
     gw.stop().await;
@@ -621,9 +621,9 @@ async fn measure_all(
             a.burst
         );
         let cores = if workers == 1 {
-            a.envoy_core.to_string()
+            a.place.envoy_core.to_string()
         } else {
-            format!("{},{}", a.envoy_core, a.load_core)
+            format!("{},{}", a.place.envoy_core, a.place.load_core)
         };
         let dir = work.join(format!("envoy-burst-{workers}"));
         let gw = Gateway::start(&common, &chain, &dir, workers, &cores).await?;
@@ -648,13 +648,13 @@ async fn measure_all(
         config["token_api"]["max_inflight"] = json!(FLOOD_MAX_INFLIGHT);
         let chain = Chain::McpAuth { config };
         let dir = work.join("envoy-flood");
-        let core = a.envoy_core.to_string();
+        let core = a.place.envoy_core.to_string();
         let gw = Gateway::start(&common, &chain, &dir, 1, &core).await?;
         let setup = flood::Setup {
             gateway: &gw,
             api,
             made_up: a.flood,
-            connections: a.connections as usize,
+            connections: a.place.connections as usize,
             workers: 1,
             max_inflight: FLOOD_MAX_INFLIGHT,
         };
@@ -669,12 +669,12 @@ async fn measure_all(
         api,
         work_dir: work,
         filter_config: filter_config(POLL_MS),
-        connections: a.connections,
+        connections: a.place.connections,
         duration: Duration::from_secs(a.duration),
         warmup: Duration::from_secs(a.warmup),
         rounds: a.rounds * a.generations.max(1),
-        envoy_core: a.envoy_core,
-        load_core: a.load_core,
+        envoy_core: a.place.envoy_core,
+        load_core: a.place.load_core,
     };
     report.lists = Some(lists::run(&setup).await?);
 
@@ -691,12 +691,12 @@ async fn measure_all(
             filter_config: filter_config(POLL_MS),
             valid,
             limited: format!("Bearer {}", limited.token),
-            connections: a.connections,
+            connections: a.place.connections,
             duration: Duration::from_secs(a.probe_duration),
             rounds: 1,
             generations: a.probe_rounds,
-            envoy_core: a.envoy_core,
-            load_core: a.load_core,
+            envoy_core: a.place.envoy_core,
+            load_core: a.place.load_core,
         };
         let plan = probe::standard_plan(&setup);
         let (rows, retried) = probe::run(&setup, &plan, "/direct").await?;
@@ -722,8 +722,8 @@ struct Timing {
 impl Timing {
     fn of(a: &RunArgs) -> Self {
         Self {
-            api_core: a.envoy_core,
-            load_core: a.load_core,
+            api_core: a.place.envoy_core,
+            load_core: a.place.load_core,
             warmup: Duration::from_secs(a.warmup.max(2)),
             // One long run: the token API's throughput wanders more than
             // Envoy's over a few seconds (instance reuse, SQLite's cache).

@@ -224,22 +224,20 @@ fn remove(name: &[u8]) {
 }
 
 fn replace(name: &str, value: &str) {
-    // SAFETY: pointers and lengths of live slices.
-    unsafe {
-        proxy_replace_header_map_value(
-            REQUEST_HEADERS,
-            name.as_ptr(),
-            name.len(),
-            value.as_ptr(),
-            value.len(),
-        )
-    };
+    write_header(proxy_replace_header_map_value, name, value);
 }
 
 fn add(name: &str, value: &str) {
+    write_header(proxy_add_header_map_value, name, value);
+}
+
+/// The signature `proxy_replace_header_map_value` and `proxy_add_header_map_value` share.
+type HeaderWrite = unsafe extern "C" fn(u32, *const u8, usize, *const u8, usize) -> u32;
+
+fn write_header(call: HeaderWrite, name: &str, value: &str) {
     // SAFETY: pointers and lengths of live slices.
     unsafe {
-        proxy_add_header_map_value(
+        call(
             REQUEST_HEADERS,
             name.as_ptr(),
             name.len(),

@@ -110,11 +110,18 @@ mod tests {
     const T0: u64 = 1_800_000_000 * S;
 
     fn rl(requests: u32, window_s: u32, burst: u32) -> RateLimit {
-        RateLimit {
-            requests,
-            window_s,
-            burst,
-        }
+        RateLimit::new(requests, window_s, Some(burst)).unwrap()
+    }
+
+    /// Requests at the running sums of `gaps`, each on its worker.
+    fn timeline(gaps: &[(usize, u64)]) -> Vec<(usize, u64)> {
+        let mut at = 0;
+        gaps.iter()
+            .map(|&(w, gap)| {
+                at += gap;
+                (w, at)
+            })
+            .collect()
     }
 
     #[test]
@@ -244,14 +251,7 @@ mod tests {
             gaps in proptest::collection::vec((0usize..4, 0u64..5_000_000), 1..400),
         ) {
             let limit = rl(per_s.max(burst), 1, burst);
-            let mut at = 0;
-            let requests: Vec<(usize, u64)> = gaps
-                .iter()
-                .map(|&(w, gap)| {
-                    at += gap;
-                    (w, at)
-                })
-                .collect();
+            let requests = timeline(&gaps);
             let allowed = simulate(&limit, &requests, workers);
             let interval = limit.interval_ns();
             for (i, &(_, start)) in requests.iter().enumerate() {
@@ -275,14 +275,7 @@ mod tests {
             gaps in proptest::collection::vec((0usize..4, 0u64..50_000_000), 1..200),
         ) {
             let limit = rl(burst, 1, burst);
-            let mut at = 0;
-            let requests: Vec<(usize, u64)> = gaps
-                .iter()
-                .map(|&(w, gap)| {
-                    at += gap;
-                    (w, at)
-                })
-                .collect();
+            let requests = timeline(&gaps);
             let leased = simulate(&limit, &requests, workers);
             let mut slot: Vec<Entry> = Vec::new();
             for (k, &(_, at)) in requests.iter().enumerate() {
