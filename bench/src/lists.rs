@@ -327,6 +327,31 @@ struct ListUpstream {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// `bench rewrite`: the filter's rewrite of [`answer`] for the restricted
+/// token, natively, `n` times; microseconds per rewrite.
+pub fn time_rewrite(n: u32) -> anyhow::Result<f64> {
+    use filter::listing::{self, Counts, Plan, Rewrite, Visibility};
+    let scopes = mcpgw_token::scopes::parse_all(&RESTRICTED)
+        .map_err(|e| anyhow::anyhow!("restricted scopes: {e}"))?;
+    let reading = filter::message::read(REQUEST.as_bytes())
+        .map_err(|e| anyhow::anyhow!("the tools/list request: {e:?}"))?;
+    let plan = Plan::for_body(&reading, Visibility::of(&scopes))
+        .ok_or_else(|| anyhow::anyhow!("the restricted token should get a filtered list"))?;
+    let body = answer();
+    let mut counts = Counts::default();
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let mut p = plan.clone();
+        match listing::rewrite(body.as_bytes(), &mut p, &scopes, &mut counts) {
+            Ok(Rewrite::Changed(out)) => {
+                std::hint::black_box(out);
+            }
+            other => bail!("the answer was not rewritten: {other:?}"),
+        }
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(n.max(1)))
+}
+
 /// The answer: tools `tool_00` … `tool_49`, each with a description and a
 /// small input schema, as MCP servers write them.
 pub fn answer() -> String {

@@ -55,10 +55,23 @@ enum Command {
     Introspect(IntrospectArgs),
     /// Serve the token API (used by `run`, as its own pinned process).
     TokenApi(TokenApiArgs),
+    /// Time the filter's rewrite of the tools/list answer (50 tools, a token
+    /// that may see 10) natively, no Envoy: microseconds per rewrite.
+    Rewrite(RewriteArgs),
     /// Only host-call probes: the empty filter making the given host calls on
     /// every request, each list in an Envoy of its own beside the floor,
     /// printed as Envoy CPU per request above the floor. Writes no report.
     Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+struct RewriteArgs {
+    /// Rewrites per measurement.
+    #[arg(long, default_value_t = 50_000)]
+    n: u32,
+    /// Measurements; the median is printed with the range.
+    #[arg(long, default_value_t = 5)]
+    runs: u32,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +236,7 @@ fn main() -> ExitCode {
         Command::Run(a) => Some(a.place.load_core),
         Command::Introspect(a) => Some(a.load_core),
         Command::Probe(a) => Some(a.place.load_core),
+        Command::Rewrite(_) => None,
         Command::TokenApi(_) => None,
     };
     if let Some(core) = driver_core {
@@ -249,6 +263,7 @@ fn main() -> ExitCode {
             Command::Run(a) => run(a).await,
             Command::Introspect(a) => introspect_only(a).await,
             Command::Probe(a) => probe_only(a).await,
+            Command::Rewrite(a) => rewrite_only(&a),
             Command::TokenApi(a) => {
                 let pg = a
                     .postgres_url
@@ -278,6 +293,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn rewrite_only(a: &RewriteArgs) -> anyhow::Result<()> {
+    let mut times = Vec::new();
+    for _ in 0..a.runs.max(1) {
+        times.push(lists::time_rewrite(a.n)?);
+    }
+    let med = summary::median(&times).unwrap_or(0.0);
+    let (lo, hi) = times
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(l, h), &t| (l.min(t), h.max(t)));
+    println!(
+        "tools/list rewrite, {} tools ({} bytes), a token that sees {}: {med:.2} µs \
+         (median of {} runs of {}; {lo:.2}–{hi:.2})",
+        lists::TOOLS,
+        lists::answer().len(),
+        lists::VISIBLE,
+        times.len(),
+        a.n
+    );
+    Ok(())
 }
 
 async fn probe_only(a: ProbeArgs) -> anyhow::Result<()> {
