@@ -65,6 +65,28 @@ impl Gateway {
         })
     }
 
+    /// One Envoy (1 worker, pinned to `cores`) per `(chain, dir)`, all or
+    /// none: on a failure the ones already started are stopped.
+    pub async fn start_all(
+        common: &Common,
+        envoys: impl IntoIterator<Item = (&Chain, std::path::PathBuf)>,
+        cores: &str,
+    ) -> anyhow::Result<Vec<Self>> {
+        let mut started = Vec::new();
+        for (chain, dir) in envoys {
+            match Self::start(common, chain, &dir, 1, cores).await {
+                Ok(g) => started.push(g),
+                Err(e) => {
+                    for g in started {
+                        g.stop().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(started)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

@@ -328,16 +328,8 @@ async fn probe_only(a: ProbeArgs) -> anyhow::Result<()> {
     for ops in &a.ops {
         empty_filter::ops::parse(ops).map_err(|e| anyhow::anyhow!("--ops {ops:?}: {e}"))?;
     }
-    let root = harness::stack::workspace_root();
-    let work = root.join(&a.work_dir);
-    if work.exists() {
-        std::fs::remove_dir_all(&work).with_context(|| format!("emptying {}", work.display()))?;
-    }
-    std::fs::create_dir_all(&work)?;
-    let empty_wasm = wasm_path(
-        "target/wasm32-wasip1/release/empty_filter.wasm",
-        "cargo build -p empty-filter --target wasm32-wasip1 --release",
-    )?;
+    let work = fresh_dir(&a.work_dir)?;
+    let empty_wasm = empty_wasm()?;
     let tool = Tool::detect(&a.place.load_tool, &work)?;
     let upstream = upstream::Upstream::start().await?;
     let api = if a.filter {
@@ -401,10 +393,7 @@ async fn probe_with(
     if let Some(api) = api {
         authorization = format!("Bearer {}", api.mint("probe-hit").await?.token);
         let l = api
-            .mint_with(
-                "probe-hit-limited",
-                json!({"rate_limit": {"requests": 1_000_000, "window_s": 1}}),
-            )
+            .mint_with("probe-hit-limited", unreached_limit())
             .await?;
         limited = format!("Bearer {}", l.token);
     }
@@ -436,6 +425,30 @@ fn filter_config(poll_ms: u64) -> serde_json::Value {
     c
 }
 
+/// `dir` (relative to the workspace root unless absolute), emptied.
+fn fresh_dir(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let work = harness::stack::workspace_root().join(dir);
+    if work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("emptying {}", work.display()))?;
+    }
+    std::fs::create_dir_all(&work)?;
+    Ok(work)
+}
+
+fn empty_wasm() -> anyhow::Result<PathBuf> {
+    wasm_path(
+        "target/wasm32-wasip1/release/empty_filter.wasm",
+        "cargo build -p empty-filter --target wasm32-wasip1 --release",
+    )
+}
+
+/// A limit far above what one Envoy serves: the limiter works on every
+/// request (a busy token: leased units, the shared slot once per lease) and
+/// refuses none.
+fn unreached_limit() -> serde_json::Value {
+    json!({"rate_limit": {"requests": 1_000_000, "window_s": 1}})
+}
+
 fn wasm_path(rel: &str, build: &str) -> anyhow::Result<PathBuf> {
     let p = harness::stack::workspace_root().join(rel);
     if !p.is_file() {
@@ -464,21 +477,10 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         bail!("--probe {:?}: use auto, always or never", a.probe);
     }
     let root = harness::stack::workspace_root();
-    let work = if a.work_dir.is_absolute() {
-        a.work_dir.clone()
-    } else {
-        root.join(&a.work_dir)
-    };
-    if work.exists() {
-        std::fs::remove_dir_all(&work).with_context(|| format!("emptying {}", work.display()))?;
-    }
-    std::fs::create_dir_all(&work)?;
+    let work = fresh_dir(&a.work_dir)?;
 
     let filter_wasm = harness::stack::filter_wasm()?;
-    let empty_wasm = wasm_path(
-        "target/wasm32-wasip1/release/empty_filter.wasm",
-        "cargo build -p empty-filter --target wasm32-wasip1 --release",
-    )?;
+    let empty_wasm = empty_wasm()?;
     let tool = Tool::detect(&a.place.load_tool, &work)?;
     let mut report = Report {
         date: utc_now(),
@@ -565,13 +567,8 @@ async fn measure_all(
     let hit = api.mint("bench-hit").await?;
     let valid = format!("Bearer {}", hit.token);
     let invalid = format!("Bearer {}", token_api::bad_checksum(&hit.token)?);
-    // A limit far above what one Envoy serves: every request pays the
-    // limiter's shared-data read and compare-and-swap, none is refused.
     let limited = api
-        .mint_with(
-            "bench-hit-limited",
-            serde_json::json!({"rate_limit": {"requests": 1_000_000, "window_s": 1}}),
-        )
+        .mint_with("bench-hit-limited", unreached_limit())
         .await?;
 
     // 1. Side-by-side load runs.
@@ -824,16 +821,7 @@ async fn introspect_only(a: IntrospectArgs) -> anyhow::Result<()> {
     if a.reuse.is_empty() || a.reuse.contains(&0) {
         bail!("--reuse: one or more counts of at least 1, e.g. 128,1");
     }
-    let root = harness::stack::workspace_root();
-    let work = if a.work_dir.is_absolute() {
-        a.work_dir.clone()
-    } else {
-        root.join(&a.work_dir)
-    };
-    if work.exists() {
-        std::fs::remove_dir_all(&work).with_context(|| format!("emptying {}", work.display()))?;
-    }
-    std::fs::create_dir_all(&work)?;
+    let work = fresh_dir(&a.work_dir)?;
     let tool = Tool::detect(&a.load_tool, &work)?;
     let timing = Timing {
         api_core: a.api_core,

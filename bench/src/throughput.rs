@@ -110,26 +110,13 @@ async fn run_generation(
         },
         Chain::ExtAuthz,
     ];
-    let core = s.envoy_core.to_string();
-    let mut envoys = Vec::new();
-    for ((label, _), chain) in CHAINS.iter().zip(&chains) {
-        let dir = s
-            .work_dir
-            .join(format!("envoy-{}-{generation}", label.replace(' ', "-")));
-        eprintln!(
-            "bench: starting Envoy ({label}), generation {}",
-            generation + 1
-        );
-        match Gateway::start(s.common, chain, &dir, 1, &core).await {
-            Ok(g) => envoys.push(g),
-            Err(e) => {
-                for g in envoys {
-                    g.stop().await;
-                }
-                return Err(e);
-            }
-        }
-    }
+    eprintln!("bench: starting the Envoys, generation {}", generation + 1);
+    let dirs = CHAINS.iter().map(|(label, _)| {
+        s.work_dir
+            .join(format!("envoy-{}-{generation}", label.replace(' ', "-")))
+    });
+    let envoys =
+        Gateway::start_all(s.common, chains.iter().zip(dirs), &s.envoy_core.to_string()).await?;
     // Let start-up work (V8 compilation, first stats flush) settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut idle = Vec::new();

@@ -36,21 +36,10 @@ const ENTRY_BYTES: usize = 16;
 const NS_PER_S: u64 = 1_000_000_000;
 
 /// The shared-data key of the slot holding `key`'s bucket: the first three
-/// hex digits of the token_sha. Written by hand: it is built on every
-/// request of a limited token.
+/// hex digits of the token_sha.
 pub fn slot_key(cluster: &str, key: &Key) -> String {
-    let (a, b) = (
-        key.first().copied().unwrap_or(0),
-        key.get(1).copied().unwrap_or(0),
-    );
-    let digits =
-        [a >> 4, a & 0xf, b >> 4].map(|d| char::from_digit(u32::from(d), 16).unwrap_or('0'));
-    let mut out = String::with_capacity(PREFIX.len() + cluster.len() + 4);
-    out.push_str(PREFIX);
-    out.push_str(cluster);
-    out.push('.');
-    out.extend(digits);
-    out
+    let hex = mcpgw_token::hex::encode(key.get(..2).unwrap_or_default());
+    format!("{PREFIX}{cluster}.{}", hex.get(..3).unwrap_or("000"))
 }
 
 const PREFIX: &str = "mcp_auth.l.";
@@ -87,89 +76,70 @@ pub fn encode(entries: &[Entry]) -> Vec<u8> {
     out
 }
 
-/// The entries of a slot; anything unreadable (another version, a torn
-/// length) reads as empty, and is overwritten by the next write.
-pub fn decode(bytes: &[u8]) -> Vec<Entry> {
-    let Some((&VERSION, rest)) = bytes.split_first() else {
-        return Vec::new();
+/// The entries of a slot as stored; anything unreadable (another version, a
+/// torn length) reads as empty, and is overwritten by the next write.
+fn entries(stored: &[u8]) -> impl Iterator<Item = Entry> + Clone + '_ {
+    let rest = match stored.split_first() {
+        Some((&VERSION, rest))
+            if rest.len() % ENTRY_BYTES == 0 && rest.len() / ENTRY_BYTES <= SLOT_CAP =>
+        {
+            rest
+        }
+        _ => &[],
     };
-    if rest.len() % ENTRY_BYTES != 0 || rest.len() / ENTRY_BYTES > SLOT_CAP {
-        return Vec::new();
-    }
-    rest.chunks_exact(ENTRY_BYTES)
-        .filter_map(|c| {
-            let (id, tat) = c.split_first_chunk::<8>()?;
-            let tat = tat.first_chunk::<8>()?;
-            Some(Entry {
-                id: u64::from_le_bytes(*id),
-                tat_ns: u64::from_le_bytes(*tat),
-            })
+    rest.chunks_exact(ENTRY_BYTES).filter_map(|c| {
+        let (id, tat) = c.split_first_chunk::<8>()?;
+        Some(Entry {
+            id: u64::from_le_bytes(*id),
+            tat_ns: u64::from_le_bytes(*tat.first_chunk::<8>()?),
         })
-        .collect()
+    })
+}
+
+/// [`entries`], collected.
+#[cfg(test)]
+pub fn decode(stored: &[u8]) -> Vec<Entry> {
+    entries(stored).collect()
 }
 
 /// What the limiter says about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
-    /// Let through; `remaining` more may follow at once, and the bucket is
-    /// full again in `full_in_s` seconds.
-    Allowed { remaining: u64, full_in_s: u64 },
+    Allowed,
     /// Refused: the next request fits in `retry_after_s` seconds.
-    Limited { retry_after_s: u64 },
+    Limited {
+        retry_after_s: u64,
+    },
 }
 
 fn ceil_s(ns: u64) -> u64 {
     ns.div_ceil(NS_PER_S)
 }
 
-/// [`decide`] for up to `want` requests at once (at least one): how many
-/// fit, and the TAT to store after them. Refused when not even one fits.
-pub fn decide_many(
+/// GCRA for up to `want` requests at `now_ns` (at least one), given the
+/// token's TAT (`None`: a full bucket): how many fit and the TAT to store
+/// after them; refused, with the wait, when not even one fits.
+pub fn decide(
     tat_ns: Option<u64>,
     limit: &RateLimit,
     now_ns: u64,
     want: u32,
 ) -> (Admission, u32, Option<u64>) {
-    let (admission, next) = decide(tat_ns, limit, now_ns);
-    if next.is_none() {
-        return (admission, 0, None);
-    }
-    let interval = limit.interval_ns().max(1);
-    let tolerance = u64::from(limit.burst.max(1) - 1).saturating_mul(interval);
-    let start = tat_ns.unwrap_or(0).max(now_ns);
-    // Unit i (from 0) fits while start + i × interval - now <= tolerance.
-    let room = (tolerance - (start - now_ns)) / interval + 1;
-    let units = u64::from(want.max(1)).min(room);
-    let next = start.saturating_add(units.saturating_mul(interval));
-    let admission = Admission::Allowed {
-        remaining: room - units,
-        full_in_s: ceil_s(next - now_ns),
-    };
-    (admission, u32::try_from(units).unwrap_or(1), Some(next))
-}
-
-/// GCRA for one request at `now_ns`, given the token's TAT (`None`: a full
-/// bucket). The TAT to store when the request is let through.
-pub fn decide(tat_ns: Option<u64>, limit: &RateLimit, now_ns: u64) -> (Admission, Option<u64>) {
     let interval = limit.interval_ns().max(1);
     let tolerance = u64::from(limit.burst.max(1) - 1).saturating_mul(interval);
     let start = tat_ns.unwrap_or(0).max(now_ns);
     let ahead = start - now_ns;
     if ahead > tolerance {
-        let wait = ahead - tolerance;
-        return (
-            Admission::Limited {
-                retry_after_s: ceil_s(wait).max(MIN_RETRY_S),
-            },
-            None,
-        );
+        let retry_after_s = ceil_s(ahead - tolerance).max(MIN_RETRY_S);
+        return (Admission::Limited { retry_after_s }, 0, None);
     }
-    let next = start.saturating_add(interval);
+    // Unit i (from 0) fits while ahead + i × interval <= tolerance.
+    let room = (tolerance - ahead) / interval + 1;
+    let units = u64::from(want.max(1)).min(room);
+    let next = start.saturating_add(units.saturating_mul(interval));
     (
-        Admission::Allowed {
-            remaining: (tolerance - ahead) / interval,
-            full_in_s: ceil_s(next - now_ns),
-        },
+        Admission::Allowed,
+        u32::try_from(units).unwrap_or(1),
         Some(next),
     )
 }
@@ -186,10 +156,10 @@ pub struct Taken {
 
 /// Takes up to `want` units (at least 1, for this request) of token `id`'s
 /// bucket from a slot as stored, after giving back `give_back` units taken
-/// earlier and never used; GCRA as [`decide`], each unit one request at
-/// `now_ns`. Works on the stored bytes without decoding them into entries
-/// first (the path of every acquisition). Unreadable bytes read as an empty
-/// slot, as in [`decode`].
+/// earlier and never used; each unit is one request at `now_ns`. Works on
+/// the stored bytes without collecting them into entries first. A refused
+/// request writes nothing (a flood of refused requests costs one read each)
+/// unless it gave units back.
 pub fn take(
     stored: &[u8],
     id: u64,
@@ -198,22 +168,8 @@ pub fn take(
     want: u32,
     give_back: u32,
 ) -> Taken {
-    let rest = match stored.split_first() {
-        Some((&VERSION, rest))
-            if rest.len() % ENTRY_BYTES == 0 && rest.len() / ENTRY_BYTES <= SLOT_CAP =>
-        {
-            rest
-        }
-        _ => &[],
-    };
-    let entries = rest.chunks_exact(ENTRY_BYTES).filter_map(|c| {
-        let (id, tat) = c.split_first_chunk::<8>()?;
-        Some(Entry {
-            id: u64::from_le_bytes(*id),
-            tat_ns: u64::from_le_bytes(*tat.first_chunk::<8>()?),
-        })
-    });
-    let stored_tat = entries
+    let all = entries(stored);
+    let stored_tat = all
         .clone()
         .find(|e| e.id == id)
         .map(|e| e.tat_ns)
@@ -223,54 +179,44 @@ pub fn take(
     let tat = stored_tat
         .map(|t| t.saturating_sub(returned))
         .filter(|&t| t > now_ns);
-    let (admission, units, next) = decide_many(tat, limit, now_ns, want);
+    let (admission, units, next) = decide(tat, limit, now_ns, want);
     let next = match next {
         Some(n) => Some(n),
         // Refused, but units were given back: the slot must still learn it.
         None if tat != stored_tat => tat.or(Some(now_ns)),
         None => None,
     };
-    let Some(next) = next else {
-        return Taken {
-            admission,
-            units,
-            write: None,
-        };
-    };
-    let kept = entries.filter(|e| e.id != id && e.tat_ns > now_ns);
-    let mine = (next > now_ns).then_some(Entry { id, tat_ns: next });
-    if kept.clone().count() + usize::from(mine.is_some()) > SLOT_CAP {
-        // A full slot must lose an entry: the rare case takes the long way.
-        let mut all: Vec<Entry> = kept.collect();
-        while all.len() >= SLOT_CAP {
-            let Some((i, _)) = all.iter().enumerate().min_by_key(|(_, e)| e.tat_ns) else {
-                break;
-            };
-            all.swap_remove(i);
+    let write = next.map(|next| {
+        // Entries at a full bucket say nothing: drop them while writing anyway.
+        let mut out: Vec<Entry> = all.filter(|e| e.id != id && e.tat_ns > now_ns).collect();
+        if next > now_ns {
+            make_room(&mut out);
+            out.push(Entry { id, tat_ns: next });
         }
-        all.extend(mine);
-        return Taken {
-            admission,
-            units,
-            write: Some(encode(&all)),
-        };
-    }
-    let mut out = Vec::with_capacity(stored.len() + ENTRY_BYTES);
-    out.push(VERSION);
-    for e in kept.chain(mine) {
-        out.extend_from_slice(&e.id.to_le_bytes());
-        out.extend_from_slice(&e.tat_ns.to_le_bytes());
-    }
+        encode(&out)
+    });
     Taken {
         admission,
         units,
-        write: Some(out),
+        write,
     }
 }
 
-/// Decides a request of token `id` against the slot's `entries`. The slot
-/// to write back, if anything changed: a refused request writes nothing (a
-/// flood of refused requests costs one read each).
+/// Drops entries until one more fits in a slot: the bucket nearest to full
+/// loses least by being forgotten.
+fn make_room(entries: &mut Vec<Entry>) {
+    while entries.len() >= SLOT_CAP {
+        let Some((i, _)) = entries.iter().enumerate().min_by_key(|(_, e)| e.tat_ns) else {
+            break;
+        };
+        entries.swap_remove(i);
+    }
+}
+
+/// One request of token `id` against a slot's `entries`, written
+/// independently of [`take`] on collected entries: the reference the tests
+/// hold `take` to. The slot to write back, if anything changed.
+#[cfg(test)]
 pub fn admit(
     entries: &[Entry],
     id: u64,
@@ -282,23 +228,16 @@ pub fn admit(
         .find(|e| e.id == id)
         .map(|e| e.tat_ns)
         .filter(|&t| t > now_ns);
-    let (admission, next) = decide(tat, limit, now_ns);
+    let (admission, _, next) = decide(tat, limit, now_ns, 1);
     let Some(next) = next else {
         return (admission, None);
     };
-    // Entries at a full bucket say nothing: drop them while writing anyway.
     let mut out: Vec<Entry> = entries
         .iter()
         .filter(|e| e.id != id && e.tat_ns > now_ns)
         .copied()
         .collect();
-    while out.len() >= SLOT_CAP {
-        // The bucket nearest to full loses least by being forgotten.
-        let Some((i, _)) = out.iter().enumerate().min_by_key(|(_, e)| e.tat_ns) else {
-            break;
-        };
-        out.swap_remove(i);
-    }
+    make_room(&mut out);
     out.push(Entry { id, tat_ns: next });
     (admission, Some(out))
 }

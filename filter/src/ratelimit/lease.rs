@@ -15,6 +15,8 @@
 //! slot with the next acquisition, so a quiet token wastes nothing.
 
 use mcpgw_token::ratelimit::RateLimit;
+use std::collections::HashMap;
+use std::hash::Hash;
 
 /// Most units one lease takes.
 pub const MAX_UNITS: u32 = 64;
@@ -55,15 +57,9 @@ pub enum Step {
     Take { want: u32, give_back: u32 },
 }
 
-impl Lease {
-    fn usable(&self, limit: &RateLimit, now_ns: u64) -> bool {
-        self.limit == *limit && now_ns.saturating_sub(self.taken_ns) < MAX_AGE_NS
-    }
-}
-
 /// What a request of a token limited by `limit` does at `now_ns`, given the
-/// worker's lease for it.
-pub fn step(lease: Option<&Lease>, limit: &RateLimit, now_ns: u64) -> Step {
+/// worker's lease for it; [`Step::Spend`] has taken the unit from the lease.
+pub fn step(lease: Option<&mut Lease>, limit: &RateLimit, now_ns: u64) -> Step {
     let cap = max_units(limit);
     let Some(l) = lease.filter(|l| l.limit == *limit) else {
         // No lease, or one taken under another limit: its units were
@@ -73,10 +69,12 @@ pub fn step(lease: Option<&Lease>, limit: &RateLimit, now_ns: u64) -> Step {
             give_back: 0,
         };
     };
-    if l.left > 0 && l.usable(limit, now_ns) {
+    let fresh = now_ns.saturating_sub(l.taken_ns) < MAX_AGE_NS;
+    if l.left > 0 && fresh {
+        l.left -= 1;
         return Step::Spend;
     }
-    let want = if l.left == 0 && l.usable(limit, now_ns) {
+    let want = if l.left == 0 && fresh {
         // Used up within its age: the token is busy, lease more.
         l.size.saturating_mul(2)
     } else {
@@ -98,6 +96,30 @@ pub fn taken(limit: &RateLimit, units: u32, now_ns: u64) -> Option<Lease> {
         size: units,
         taken_ns: now_ns,
     })
+}
+
+/// Keeps `lease` as `key`'s (forgets `key`'s on `None`: refused, nothing
+/// held) in a worker's map of at most `max` leases: when it is full, aged
+/// leases go first, then all of them (their units come back as the slots
+/// refill).
+pub fn keep<K: Hash + Eq>(
+    leases: &mut HashMap<K, Lease>,
+    key: K,
+    lease: Option<Lease>,
+    now_ns: u64,
+    max: usize,
+) {
+    let Some(lease) = lease else {
+        leases.remove(&key);
+        return;
+    };
+    if leases.len() >= max && !leases.contains_key(&key) {
+        leases.retain(|_, old| now_ns.saturating_sub(old.taken_ns) < MAX_AGE_NS);
+        if leases.len() >= max {
+            leases.clear();
+        }
+    }
+    leases.insert(key, lease);
 }
 
 #[cfg(test)]
@@ -129,9 +151,9 @@ mod tests {
         for burst in [1, 5, 60, LEASE_FROM_BURST - 1] {
             let l = rl(LEASE_FROM_BURST, 60, burst);
             assert_eq!(max_units(&l), 1, "{burst}");
-            let lease = taken(&l, 1, T0);
+            let mut lease = taken(&l, 1, T0);
             assert_eq!(
-                step(lease.as_ref(), &l, T0),
+                step(lease.as_mut(), &l, T0),
                 Step::Take {
                     want: 1,
                     give_back: 0
@@ -148,13 +170,12 @@ mod tests {
         let mut size = 1;
         let mut sizes = Vec::new();
         for i in 0..10u64 {
-            let lease = taken(&l, size, T0 + i);
+            let mut lease = taken(&l, size, T0 + i);
             // Spend it all within its age, then ask again.
-            let mut used = lease;
-            if let Some(u) = used.as_mut() {
-                u.left = 0;
+            for _ in 1..size {
+                assert_eq!(step(lease.as_mut(), &l, T0 + i), Step::Spend);
             }
-            match step(used.as_ref(), &l, T0 + i + 1) {
+            match step(lease.as_mut(), &l, T0 + i + 1) {
                 Step::Take { want, give_back } => {
                     assert_eq!(give_back, 0);
                     size = want;
@@ -165,15 +186,16 @@ mod tests {
         }
         assert_eq!(sizes, [2, 4, 8, 16, 32, 64, 64, 64, 64, 64]);
         // 40 of 64 left when it aged out: ask for what was used, give back the rest.
-        let old = Lease {
+        let mut old = Lease {
             limit: l,
-            left: 40,
+            left: 41,
             size: 64,
             taken_ns: T0,
         };
-        assert_eq!(step(Some(&old), &l, T0 + 10), Step::Spend);
+        assert_eq!(step(Some(&mut old), &l, T0 + 10), Step::Spend);
+        assert_eq!(old.left, 40, "spending takes the unit");
         assert_eq!(
-            step(Some(&old), &l, T0 + MAX_AGE_NS),
+            step(Some(&mut old), &l, T0 + MAX_AGE_NS),
             Step::Take {
                 want: 24,
                 give_back: 40
@@ -181,12 +203,70 @@ mod tests {
         );
         // Another limit (changed through the API): start over, nothing given back.
         assert_eq!(
-            step(Some(&old), &rl(50_000, 1, 50_000), T0 + 10),
+            step(Some(&mut old), &rl(50_000, 1, 50_000), T0 + 10),
             Step::Take {
                 want: 1,
                 give_back: 0
             }
         );
+    }
+
+    #[test]
+    fn the_map_of_leases_stays_bounded_dropping_aged_ones_first() {
+        let l = rl(1000, 1, 1000);
+        let mut map = HashMap::new();
+        keep(&mut map, 1, taken(&l, 5, T0), T0, 3);
+        keep(
+            &mut map,
+            2,
+            taken(&l, 5, T0 + MAX_AGE_NS),
+            T0 + MAX_AGE_NS,
+            3,
+        );
+        keep(
+            &mut map,
+            3,
+            taken(&l, 5, T0 + MAX_AGE_NS),
+            T0 + MAX_AGE_NS,
+            3,
+        );
+        // Full: the aged lease of 1 makes room for 4.
+        keep(
+            &mut map,
+            4,
+            taken(&l, 5, T0 + MAX_AGE_NS),
+            T0 + MAX_AGE_NS,
+            3,
+        );
+        let mut keys: Vec<_> = map.keys().copied().collect();
+        keys.sort_unstable();
+        assert_eq!(keys, [2, 3, 4]);
+        // Full of fresh leases: all go, the new one stays.
+        keep(
+            &mut map,
+            5,
+            taken(&l, 5, T0 + MAX_AGE_NS),
+            T0 + MAX_AGE_NS,
+            3,
+        );
+        assert_eq!(map.keys().copied().collect::<Vec<_>>(), [5]);
+        // Replacing a held key never evicts; a refusal forgets it.
+        keep(
+            &mut map,
+            5,
+            taken(&l, 2, T0 + MAX_AGE_NS),
+            T0 + MAX_AGE_NS,
+            1,
+        );
+        assert_eq!(map.get(&5).map(|x| x.size), Some(2));
+        keep(
+            &mut map,
+            5,
+            taken(&l, 0, T0 + MAX_AGE_NS),
+            T0 + MAX_AGE_NS,
+            1,
+        );
+        assert!(map.is_empty());
     }
 
     #[test]
@@ -219,13 +299,8 @@ mod tests {
         for &(w, at) in requests {
             let w = w % workers;
             let now = T0 + at;
-            let allowed = match step(leases[w].as_ref(), limit, now) {
-                Step::Spend => {
-                    if let Some(l) = leases[w].as_mut() {
-                        l.left -= 1;
-                    }
-                    true
-                }
+            let allowed = match step(leases[w].as_mut(), limit, now) {
+                Step::Spend => true,
                 Step::Take { want, give_back } => {
                     let t = take(&slot, 1, limit, now, want, give_back);
                     if let Some(write) = t.write {
@@ -283,7 +358,7 @@ mod tests {
                 if let Some(w) = w {
                     slot = w;
                 }
-                prop_assert_eq!(leased[k], matches!(a, Admission::Allowed { .. }));
+                prop_assert_eq!(leased[k], matches!(a, Admission::Allowed));
             }
         }
 

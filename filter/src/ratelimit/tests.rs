@@ -27,7 +27,7 @@ fn burst_of(slot: &mut Vec<Entry>, id: u64, l: &RateLimit, now: u64, n: usize) -
 
 fn allowed(list: &[Admission]) -> usize {
     list.iter()
-        .filter(|a| matches!(a, Admission::Allowed { .. }))
+        .filter(|a| matches!(a, Admission::Allowed))
         .count()
 }
 
@@ -37,20 +37,7 @@ fn a_quiet_token_gets_its_burst_then_waits_one_interval() {
     let mut slot = Vec::new();
     let out = burst_of(&mut slot, 7, &l, T0, 8);
     assert_eq!(allowed(&out), 5);
-    assert_eq!(
-        out[0],
-        Admission::Allowed {
-            remaining: 4,
-            full_in_s: 12
-        }
-    );
-    assert_eq!(
-        out[4],
-        Admission::Allowed {
-            remaining: 0,
-            full_in_s: 60
-        }
-    );
+    assert!(out[..5].iter().all(|a| *a == Admission::Allowed));
     assert_eq!(out[5], Admission::Limited { retry_after_s: 12 });
     // One interval later exactly one more fits.
     let later = burst_of(&mut slot, 7, &l, T0 + 12 * S, 2);
@@ -88,7 +75,7 @@ fn retry_after_is_at_least_a_second_and_rounds_up() {
 fn a_refused_request_writes_nothing() {
     let l = limit(1, 60, 1);
     let (first, write) = admit(&[], 1, &l, T0);
-    assert!(matches!(first, Admission::Allowed { .. }));
+    assert!(matches!(first, Admission::Allowed));
     let slot = write.unwrap();
     let (second, write) = admit(&slot, 1, &l, T0);
     assert!(matches!(second, Admission::Limited { .. }));
@@ -231,7 +218,7 @@ proptest! {
                         Some(next) if p.version == cell.version => {
                             cell.value = encode(&next);
                             cell.version += 1;
-                            let ok = matches!(a, Admission::Allowed { .. });
+                            let ok = matches!(a, Admission::Allowed);
                             prop_assert!(ok, "a write only follows a let-through");
                             let_through += 1;
                         }

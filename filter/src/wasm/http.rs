@@ -499,7 +499,7 @@ fn over_limit(cfg: &Config, stream: &StreamRef, grant: &Grant) -> Option<(RateLi
     let limit = grant.rate_limit.filter(|_| cfg.rate_limit.enforce)?;
     let key = stream.borrow().facts.key?;
     match worker::admit(&cfg.token_api.cluster, &key, &limit, host::now_ns()) {
-        Admission::Allowed { .. } => None,
+        Admission::Allowed => None,
         Admission::Limited { retry_after_s } => {
             stream.borrow_mut().facts.retry_after_s = Some(retry_after_s);
             Some((limit, retry_after_s))

@@ -311,40 +311,14 @@ thread_local! {
 /// slot, take units, write back with CAS; on a lost race read and decide
 /// again. A token without a limit never gets here.
 pub fn admit(cluster: &str, key: &Key, limit: &RateLimit, now_ns: u64) -> Admission {
-    let held = LEASES.with(|l| l.borrow().get(key).copied());
-    let (want, give_back) = match lease::step(held.as_ref(), limit, now_ns) {
-        Step::Spend => {
-            LEASES.with(|l| {
-                if let Some(lease) = l.borrow_mut().get_mut(key) {
-                    lease.left = lease.left.saturating_sub(1);
-                }
-            });
-            return Admission::Allowed {
-                remaining: 0,
-                full_in_s: 0,
-            };
-        }
-        Step::Take { want, give_back } => (want, give_back),
+    let step = LEASES.with(|l| lease::step(l.borrow_mut().get_mut(key), limit, now_ns));
+    let Step::Take { want, give_back } = step else {
+        return Admission::Allowed;
     };
     let (admission, units) = take_units(cluster, key, limit, now_ns, want, give_back);
-    LEASES.with(|l| {
-        let mut leases = l.borrow_mut();
-        match lease::taken(limit, units, now_ns) {
-            Some(new) => {
-                if leases.len() >= MAX_LEASES && !leases.contains_key(key) {
-                    leases.retain(|_, old| now_ns.saturating_sub(old.taken_ns) < lease::MAX_AGE_NS);
-                    if leases.len() >= MAX_LEASES {
-                        leases.clear();
-                    }
-                }
-                leases.insert(*key, new);
-            }
-            // Refused: what was given back is in the slot now.
-            None => {
-                leases.remove(key);
-            }
-        }
-    });
+    // Refused: no lease (what was given back is in the slot now).
+    let lease = lease::taken(limit, units, now_ns);
+    LEASES.with(|l| lease::keep(&mut l.borrow_mut(), *key, lease, now_ns, MAX_LEASES));
     admission
 }
 
