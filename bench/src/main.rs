@@ -62,6 +62,27 @@ enum Command {
     /// every request, each list in an Envoy of its own beside the floor,
     /// printed as Envoy CPU per request above the floor. Writes no report.
     Probe(ProbeArgs),
+    /// Only the tools/list row (restricted token vs `mcp:*`), printed;
+    /// writes no report.
+    Lists(ListsArgs),
+}
+
+#[derive(Debug, Args)]
+struct ListsArgs {
+    /// Seconds of each run.
+    #[arg(long, default_value_t = 2)]
+    duration: u64,
+    /// Rounds (restricted, then `mcp:*`, back to back).
+    #[arg(long, default_value_t = 9)]
+    rounds: u32,
+    #[command(flatten)]
+    place: Placement,
+    /// The filter to load (default: the workspace's release build).
+    #[arg(long)]
+    filter_wasm: Option<PathBuf>,
+    /// Scratch directory; emptied first.
+    #[arg(long, default_value = "target/bench-lists")]
+    work_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -236,6 +257,7 @@ fn main() -> ExitCode {
         Command::Run(a) => Some(a.place.load_core),
         Command::Introspect(a) => Some(a.load_core),
         Command::Probe(a) => Some(a.place.load_core),
+        Command::Lists(a) => Some(a.place.load_core),
         Command::Rewrite(_) => None,
         Command::TokenApi(_) => None,
     };
@@ -263,6 +285,7 @@ fn main() -> ExitCode {
             Command::Run(a) => run(a).await,
             Command::Introspect(a) => introspect_only(a).await,
             Command::Probe(a) => probe_only(a).await,
+            Command::Lists(a) => lists_only(a).await,
             Command::Rewrite(a) => rewrite_only(&a),
             Command::TokenApi(a) => {
                 let pg = a
@@ -296,23 +319,64 @@ fn main() -> ExitCode {
 }
 
 fn rewrite_only(a: &RewriteArgs) -> anyhow::Result<()> {
-    let mut times = Vec::new();
-    for _ in 0..a.runs.max(1) {
-        times.push(lists::time_rewrite(a.n)?);
+    for (memo, what) in [(false, "read afresh"), (true, "recalled from the memo")] {
+        let mut times = Vec::new();
+        for _ in 0..a.runs.max(1) {
+            times.push(lists::time_rewrite(a.n, memo)?);
+        }
+        let med = summary::median(&times).unwrap_or(0.0);
+        let (lo, hi) = times
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(l, h), &t| (l.min(t), h.max(t)));
+        println!(
+            "tools/list rewrite, {} tools ({} bytes), a token that sees {}, {what}: \
+             {med:.2} µs (median of {} runs of {}; {lo:.2}–{hi:.2})",
+            lists::TOOLS,
+            lists::answer().len(),
+            lists::VISIBLE,
+            times.len(),
+            a.n
+        );
     }
-    let med = summary::median(&times).unwrap_or(0.0);
-    let (lo, hi) = times
-        .iter()
-        .fold((f64::INFINITY, 0.0f64), |(l, h), &t| (l.min(t), h.max(t)));
-    println!(
-        "tools/list rewrite, {} tools ({} bytes), a token that sees {}: {med:.2} µs \
-         (median of {} runs of {}; {lo:.2}–{hi:.2})",
-        lists::TOOLS,
-        lists::answer().len(),
-        lists::VISIBLE,
-        times.len(),
-        a.n
-    );
+    Ok(())
+}
+
+async fn lists_only(a: ListsArgs) -> anyhow::Result<()> {
+    if a.place.envoy_core == a.place.load_core {
+        bail!("--envoy-core and --load-core must differ");
+    }
+    let work = fresh_dir(&a.work_dir)?;
+    let tool = Tool::detect(&a.place.load_tool, &work)?;
+    let api = TokenApi::start(&work.join("token-api"), a.place.load_core, 300, None, None).await?;
+    let filter_wasm = match a.filter_wasm {
+        Some(p) => p,
+        None => harness::stack::filter_wasm()?,
+    };
+    let common = Common {
+        upstream_port: 0,
+        token_api_port: api.port,
+        filter_wasm,
+        empty_wasm: empty_wasm()?,
+        config_dir: harness::stack::workspace_root().join("envoy/bench"),
+    };
+    let setup = lists::Setup {
+        tool: &tool,
+        common: &common,
+        api: &api,
+        work_dir: &work,
+        filter_config: filter_config(POLL_MS),
+        connections: a.place.connections,
+        duration: Duration::from_secs(a.duration),
+        warmup: Duration::from_secs(1),
+        rounds: a.rounds,
+        envoy_core: a.place.envoy_core,
+        load_core: a.place.load_core,
+    };
+    let result = lists::run(&setup).await;
+    api.stop().await;
+    let mut out = String::new();
+    result?.render(&mut out);
+    println!("{out}");
     Ok(())
 }
 

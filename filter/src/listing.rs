@@ -27,6 +27,7 @@
 use crate::message::{self, Reading};
 use crate::sse::{self, Input, Splitter};
 use mcpgw_token::scopes::{self, Scope};
+pub use memo::Memo;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -431,11 +432,15 @@ impl<'a> Members<'a> {
     }
 
     /// Writes the object again; every member read deeper must be replaced.
+    /// Returns where the value of member `mark` starts in `out`, when it
+    /// went out as it came.
     fn write(
         &self,
         out: &mut String,
+        mark: &str,
         replace: impl Fn(&str) -> Option<String>,
-    ) -> Result<(), Fault> {
+    ) -> Result<Option<usize>, Fault> {
+        let mut marked = None;
         out.push('{');
         for (i, (key, value)) in self.0.iter().enumerate() {
             if i > 0 {
@@ -444,12 +449,17 @@ impl<'a> Members<'a> {
             push_key(out, key);
             match (replace(key), value) {
                 (Some(new), _) => out.push_str(&new),
-                (None, Val::Raw(raw)) => out.push_str(raw.get()),
+                (None, Val::Raw(raw)) => {
+                    if key == mark {
+                        marked = Some(out.len());
+                    }
+                    out.push_str(raw.get());
+                }
                 (None, _) => return Err(fault(format!("member {key:?} cannot be written back"))),
             }
         }
         out.push('}');
-        Ok(())
+        Ok(marked)
     }
 }
 
@@ -505,16 +515,28 @@ pub struct Counts {
 
 /// Rewrites one JSON-RPC payload (a message or a batch of them): the body of
 /// a JSON answer, or the data of one event.
+///
+/// `memo` holds answers rewritten before: one that repeats but for its id
+/// is not read again (see [`memo`]).
 pub fn rewrite(
     payload: &[u8],
     plan: &mut Plan,
     scopes: &[Scope],
     counts: &mut Counts,
+    memo: &mut Memo,
 ) -> Result<Rewrite, Fault> {
+    if let Some(hit) = memo.recall(payload, scopes, &plan.pending) {
+        if let Some(i) = hit.pending {
+            plan.pending.remove(i);
+        }
+        counts.lists += 1;
+        counts.hidden += hit.hidden;
+        return Ok(Rewrite::Changed(hit.rewritten));
+    }
     // A refused payload answers nothing: its list requests still wait.
     let pending = plan.pending.clone();
     let mut tally = *counts;
-    let result = rewrite_payload(payload, plan, scopes, &mut tally);
+    let result = rewrite_payload(payload, plan, scopes, &mut tally, memo);
     match result {
         Ok(_) => *counts = tally,
         Err(_) => plan.pending = pending,
@@ -527,6 +549,7 @@ fn rewrite_payload(
     plan: &mut Plan,
     scopes: &[Scope],
     counts: &mut Counts,
+    memo: &mut Memo,
 ) -> Result<Rewrite, Fault> {
     let text = core::str::from_utf8(payload).map_err(|_| fault("the answer is not UTF-8"))?;
     // One pass over the answer, not a validating one first: a message is
@@ -545,7 +568,7 @@ fn rewrite_payload(
             match rewrite_message(item.get(), plan, scopes, counts)? {
                 Some(new) => {
                     changed = true;
-                    out.push_str(&new);
+                    out.push_str(&new.text);
                 }
                 None => out.push_str(item.get()),
             }
@@ -557,10 +580,40 @@ fn rewrite_payload(
             Rewrite::Unchanged
         });
     }
-    Ok(match rewrite_message(trimmed, plan, scopes, counts)? {
-        Some(new) => Rewrite::Changed(new),
-        None => Rewrite::Unchanged,
-    })
+    let Some(new) = rewrite_message(trimmed, plan, scopes, counts)? else {
+        return Ok(Rewrite::Unchanged);
+    };
+    if let Some(answered) = new.answered {
+        let skipped = text.len() - trimmed.len();
+        let fresh = memo::Fresh {
+            answer: payload,
+            id: answered.id.start + skipped..answered.id.end + skipped,
+            list: answered.list,
+            rewritten: &new.text,
+            out_id: answered.out_id,
+            hidden: answered.hidden,
+        };
+        memo.remember(fresh, scopes);
+    }
+    Ok(Rewrite::Changed(new.text))
+}
+
+/// A message rewritten.
+struct Rewritten {
+    text: String,
+    /// Where its id is, when it has one written as it came (what the memo
+    /// needs to put another id in its place).
+    answered: Option<Answered>,
+}
+
+struct Answered {
+    /// The list request it answers, if known.
+    list: Option<List>,
+    /// The id in the message read.
+    id: core::ops::Range<usize>,
+    /// Where the id starts in the rewritten message.
+    out_id: usize,
+    hidden: u64,
 }
 
 /// One message; `None` when it goes out as it came.
@@ -569,14 +622,15 @@ fn rewrite_message(
     plan: &mut Plan,
     scopes: &[Scope],
     counts: &mut Counts,
-) -> Result<Option<String>, Fault> {
+) -> Result<Option<Rewritten>, Fault> {
     let members = Members::parse(text, Level::Message, "a JSON-RPC message")?;
     members.check(&MESSAGE_KEYS, || "a JSON-RPC message".to_string())?;
     // Requests and notifications from the server carry no list result.
     if members.get("method").is_some() {
         return Ok(None);
     }
-    let id: Value = match members.raw("id") {
+    let raw_id = members.raw("id");
+    let id: Value = match raw_id {
         Some(v) => {
             serde_json::from_slice(v.get().as_bytes()).map_err(|_| fault("the id is not JSON"))?
         }
@@ -610,6 +664,7 @@ fn rewrite_message(
             )));
         }
     }
+    let hidden_before = counts.hidden;
     let mut filtered: Vec<(&str, String)> = Vec::new();
     for (key, value) in &result_members.0 {
         if let Some(list) = List::of_array(key) {
@@ -624,7 +679,7 @@ fn rewrite_message(
     }
     counts.lists += 1;
     let mut result_out = String::with_capacity(text.len());
-    result_members.write(&mut result_out, |key| {
+    result_members.write(&mut result_out, "", |key| {
         if key == "cacheScope" {
             return Some("\"private\"".to_string());
         }
@@ -634,10 +689,23 @@ fn rewrite_message(
             .map(|(_, v)| v.clone())
     })?;
     let mut out = String::with_capacity(text.len());
-    members.write(&mut out, |key| {
+    let out_id = members.write(&mut out, "id", |key| {
         (key == "result").then(|| result_out.clone())
     })?;
-    Ok(Some(out))
+    let id_in = raw_id.and_then(|raw| {
+        let start = (raw.get().as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+        Some(start..start + raw.get().len()).filter(|r| r.end <= text.len())
+    });
+    let answered = id_in.zip(out_id).map(|(id, out_id)| Answered {
+        list: expected,
+        id,
+        out_id,
+        hidden: counts.hidden - hidden_before,
+    });
+    Ok(Some(Rewritten {
+        text: out,
+        answered,
+    }))
 }
 
 /// The array of `list` items the token may see, as JSON text.
@@ -789,9 +857,15 @@ impl Answer {
         self.done
     }
 
+    /// Whether a chunk of `size` bytes (the body so far, for JSON) would
+    /// only be held: its bytes need not be read yet.
+    pub fn holds(&self, size: usize, end: bool) -> bool {
+        !end && !self.done && !self.replaced && self.body == Body::Json && size <= self.max
+    }
+
     /// The body so far (JSON: everything buffered; events: the new chunk);
     /// `end`: the body ends here.
-    pub fn chunk(&mut self, bytes: &[u8], end: bool, scopes: &[Scope]) -> Chunk {
+    pub fn chunk(&mut self, bytes: &[u8], end: bool, scopes: &[Scope], memo: &mut Memo) -> Chunk {
         if self.done {
             return Chunk::Keep;
         }
@@ -809,7 +883,7 @@ impl Answer {
             Body::Json => {
                 self.done = true;
                 let lists = self.counts.lists;
-                let rewritten = rewrite(bytes, &mut self.plan, scopes, &mut self.counts);
+                let rewritten = rewrite(bytes, &mut self.plan, scopes, &mut self.counts, memo);
                 // A list answer under another id spelling was filtered by shape.
                 let missing = self
                     .plan
@@ -828,7 +902,7 @@ impl Answer {
                     (Ok(Rewrite::Changed(new)), None) => Chunk::Replace(new.into_bytes()),
                 }
             }
-            Body::Events => self.events(bytes, end, scopes),
+            Body::Events => self.events(bytes, end, scopes, memo),
         }
     }
 
@@ -838,7 +912,7 @@ impl Answer {
         Chunk::Replace(self.plan.error_body(why).into_bytes())
     }
 
-    fn events(&mut self, bytes: &[u8], end: bool, scopes: &[Scope]) -> Chunk {
+    fn events(&mut self, bytes: &[u8], end: bool, scopes: &[Scope], memo: &mut Memo) -> Chunk {
         let Answer {
             plan,
             events,
@@ -854,7 +928,7 @@ impl Answer {
                 Input::TooLong => format!("an event of the answer is longer than {max} bytes"),
                 Input::Event(event) => {
                     let data = sse::data(event).filter(|d| !d.trim_ascii().is_empty())?;
-                    match rewrite(&data, plan, scopes, counts) {
+                    match rewrite(&data, plan, scopes, counts, memo) {
                         Ok(Rewrite::Unchanged) => return None,
                         Ok(Rewrite::Changed(new)) => return Some(sse::with_data(event, &new)),
                         // Likewise an event it cannot read.
@@ -883,6 +957,7 @@ impl Answer {
     }
 }
 
+pub mod memo;
 mod scan;
 
 #[cfg(test)]

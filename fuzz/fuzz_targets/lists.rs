@@ -21,7 +21,7 @@
 
 #![no_main]
 
-use filter::listing::{self, Answer, Body, Chunk, Counts, Plan, Visibility, INTERNAL_ERROR};
+use filter::listing::{self, Answer, Body, Chunk, Counts, Memo, Plan, Visibility, INTERNAL_ERROR};
 use filter::message;
 use filter::sse::{self, Input, Splitter};
 use libfuzzer_sys::fuzz_target;
@@ -99,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
             // as they came: ask the filter's reader whether it is a list.
             Err(_) => {
                 let mut counts = Counts::default();
-                listing::rewrite(&data, &mut Plan::by_shape(), &held, &mut counts).is_ok()
+                listing::rewrite(&data, &mut Plan::by_shape(), &held, &mut counts, &mut Memo::off()).is_ok()
                     && counts.lists > 0
             }
         }
@@ -134,7 +134,7 @@ fuzz_target!(|data: &[u8]| {
 /// Filtering `payload` again by shape hides nothing.
 fn assert_clean(payload: &[u8], held: &[Scope]) {
     let mut counts = Counts::default();
-    if listing::rewrite(payload, &mut Plan::by_shape(), held, &mut counts).is_ok() {
+    if listing::rewrite(payload, &mut Plan::by_shape(), held, &mut counts, &mut Memo::off()).is_ok() {
         assert_eq!(
             counts.hidden,
             0,
@@ -148,6 +148,8 @@ fn assert_clean(payload: &[u8], held: &[Scope]) {
 fn run(mut answer: Answer, chunks: &[&[u8]], scopes: &[Scope]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut held = Vec::new();
+    // Events of one stream that repeat but for their ids meet the memo.
+    let mut memo = Memo::default();
     for (i, c) in chunks.iter().enumerate() {
         let end = i + 1 == chunks.len();
         // A held JSON body is the whole body so far, as Envoy buffers it.
@@ -157,7 +159,7 @@ fn run(mut answer: Answer, chunks: &[&[u8]], scopes: &[Scope]) -> Vec<u8> {
         } else {
             c.to_vec()
         };
-        match answer.chunk(&bytes, end, scopes) {
+        match answer.chunk(&bytes, end, scopes, &mut memo) {
             Chunk::Keep => {
                 out.extend_from_slice(&bytes);
                 held.clear();

@@ -127,6 +127,61 @@ fn a_restricted_token_sees_only_the_tools_it_may_call() {
 }
 
 #[test]
+fn a_repeated_answer_is_rewritten_for_each_id_and_a_changed_one_afresh() {
+    // The worker keeps a rewritten answer; the same answer under another id
+    // comes out with that id, and any other byte makes it read afresh.
+    let (mut env, t) = worker(&WHOAMI);
+    let mut ids = Vec::new();
+    for (id, names_in) in [
+        (1u64, &ALL_TOOLS[..]),
+        (2, &ALL_TOOLS[..]),
+        (300, &ALL_TOOLS[..]),
+        (4, &["whoami", "wipe_tenant"][..]),
+        (5, &["list_findings"][..]),
+        (6, &ALL_TOOLS[..]),
+    ] {
+        let answer = result(json!(id), json!({"tools": tools(names_in)}));
+        let out = env.request(list_request(&t, id, json_answer(&answer)));
+        let body = out.forwarded().response.body.json();
+        ids.push(body["id"].clone());
+        let want: Vec<&str> = names_in
+            .iter()
+            .copied()
+            .filter(|n| *n == "whoami")
+            .collect();
+        assert_eq!(names(&body), want, "answer {id}");
+    }
+    assert_eq!(ids, [1, 2, 300, 4, 5, 6].map(|i| json!(i)));
+    assert_eq!(env.metric("mcp_auth.lists.filtered"), 6);
+    assert_eq!(env.metric("mcp_auth.lists.hidden_items"), 3 * 4 + 1 + 1);
+
+    // Another token with other scopes never gets the kept rewrite.
+    let other = token(2);
+    let scopes = ["mcp:tools/list", "mcp:tools/call:wipe_tenant"];
+    let out = admit(&mut env, mcp(&other, &initialize(0)), &active(&scopes));
+    assert!(matches!(out, Outcome::Forwarded(_)), "{out:#?}");
+    let answer = result(json!(7), json!({"tools": tools(&ALL_TOOLS)}));
+    let out = env.request(list_request(&other, 7, json_answer(&answer)));
+    assert_eq!(
+        names(&out.forwarded().response.body.json()),
+        ["wipe_tenant"]
+    );
+
+    // An id that is not one JSON value where the kept answer had its id.
+    let kept = result(json!(8), json!({"tools": tools(&ALL_TOOLS)})).to_string();
+    let forged = kept.replace(r#""id":8"#, r#""id":8,"result":{"tools":[]},"x":8"#);
+    assert_ne!(forged, kept);
+    let upstream = Response::new(
+        200,
+        &[("content-type", "application/json")],
+        forged.into_bytes(),
+    );
+    let out = env.request(list_request(&t, 8, upstream));
+    let body = out.forwarded().response.body.json();
+    assert_eq!(body["error"]["code"], -32603, "{body}");
+}
+
+#[test]
 fn tokens_that_may_use_every_tool_get_the_answer_untouched_and_unbuffered() {
     for scopes in [
         &["mcp:*"][..],

@@ -24,15 +24,26 @@ fn answer(id: Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
-/// Rewrites `body` for a token with `granted`, planned from `request`.
+/// Rewrites `body` for a token with `granted`, planned from `request`; the
+/// same answer rewritten again through the memo must come out the same.
 fn run(request: &Value, granted: &[&str], body: &str) -> Result<Rewrite, Fault> {
-    let mut plan = plan_for(request, granted).expect("a plan");
-    rewrite(
-        body.as_bytes(),
-        &mut plan,
-        &scopes(granted),
-        &mut Counts::default(),
-    )
+    let mut memo = Memo::default();
+    let mut once = || {
+        let mut plan = plan_for(request, granted).expect("a plan");
+        let mut counts = Counts::default();
+        let out = rewrite(
+            body.as_bytes(),
+            &mut plan,
+            &scopes(granted),
+            &mut counts,
+            &mut memo,
+        );
+        (out, plan, counts)
+    };
+    let first = once();
+    let again = once();
+    assert_eq!(first, again, "the memo's rewrite differs from a fresh one");
+    first.0
 }
 
 fn changed(r: Result<Rewrite, Fault>) -> Value {
@@ -240,6 +251,7 @@ fn answers_are_found_by_shape_when_the_id_differs() {
         &mut plan,
         &scopes(WHOAMI_ONLY),
         &mut Counts::default(),
+        &mut Memo::default(),
     );
     assert_eq!(names(&changed(out), "tools"), ["whoami"]);
     assert!(plan.open(), "a by-shape plan never closes");
@@ -297,7 +309,8 @@ fn answers_that_cannot_be_read_one_way_are_refused() {
         bytes,
         &mut plan,
         &scopes(WHOAMI_ONLY),
-        &mut Counts::default()
+        &mut Counts::default(),
+        &mut Memo::default(),
     )
     .is_err());
 }
@@ -379,8 +392,17 @@ fn a_json_answer_is_held_to_its_end() {
     let mut a = answer_for(&tools_list(json!(1)), Body::Json);
     let body = answer(json!(1), json!({"tools": [tool("whoami"), tool("wipe")]})).to_string();
     let (head, _) = body.split_at(10);
-    assert_eq!(a.chunk(head.as_bytes(), false, &s), Chunk::Hold);
-    let out = apply(a.chunk(body.as_bytes(), true, &s), body.as_bytes());
+    // Held without being read, up to its end.
+    assert!(a.holds(head.len(), false));
+    assert!(!a.holds(body.len(), true));
+    assert_eq!(
+        a.chunk(head.as_bytes(), false, &s, &mut Memo::default()),
+        Chunk::Hold
+    );
+    let out = apply(
+        a.chunk(body.as_bytes(), true, &s, &mut Memo::default()),
+        body.as_bytes(),
+    );
     assert_eq!(
         names(&serde_json::from_slice(&out).unwrap(), "tools"),
         ["whoami"]
@@ -400,13 +422,21 @@ fn a_json_answer_is_held_to_its_end() {
         Body::Json,
         16,
     );
-    let out = apply(a.chunk(body.as_bytes(), false, &s), b"");
+    assert!(!a.holds(body.len(), false), "too long to hold: read now");
+    let out = apply(
+        a.chunk(body.as_bytes(), false, &s, &mut Memo::default()),
+        b"",
+    );
     let e: Value = serde_json::from_slice(&out).unwrap();
     assert!(e["error"]["message"]
         .as_str()
         .unwrap()
         .contains("longer than 16 bytes"));
-    assert_eq!(a.chunk(b"more", true, &s), Chunk::Replace(Vec::new()));
+    assert!(!a.holds(4, false), "withheld: the rest is read and dropped");
+    assert_eq!(
+        a.chunk(b"more", true, &s, &mut Memo::default()),
+        Chunk::Replace(Vec::new())
+    );
 }
 
 #[test]
@@ -416,11 +446,17 @@ fn a_withheld_answer_becomes_errors_and_the_rest_is_dropped() {
         &tools_list(json!(1)),
         body_of(200, Some(b"application/json"), Some(b"gzip")),
     );
-    let out = apply(a.chunk(b"\x1f\x8b\x08", false, &s), b"");
+    let out = apply(
+        a.chunk(b"\x1f\x8b\x08", false, &s, &mut Memo::default()),
+        b"",
+    );
     let e: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(e["id"], 1);
     assert!(e["error"]["message"].as_str().unwrap().contains("gzip"));
-    assert_eq!(a.chunk(b"rest", true, &s), Chunk::Replace(Vec::new()));
+    assert_eq!(
+        a.chunk(b"rest", true, &s, &mut Memo::default()),
+        Chunk::Replace(Vec::new())
+    );
 }
 
 fn event_stream(list: &Value) -> String {
@@ -442,7 +478,12 @@ fn feed(a: &mut Answer, chunks: &[&[u8]]) -> Vec<Vec<u8>> {
     chunks
         .iter()
         .enumerate()
-        .map(|(i, c)| apply(a.chunk(c, i + 1 == chunks.len(), &s), c))
+        .map(|(i, c)| {
+            apply(
+                a.chunk(c, i + 1 == chunks.len(), &s, &mut Memo::default()),
+                c,
+            )
+        })
         .collect()
 }
 
@@ -506,11 +547,17 @@ fn an_event_past_the_limit_is_withheld_while_a_list_is_awaited() {
         Body::Events,
         50,
     );
-    let out = apply(a.chunk(big.as_bytes(), false, &s), big.as_bytes());
+    let out = apply(
+        a.chunk(big.as_bytes(), false, &s, &mut Memo::default()),
+        big.as_bytes(),
+    );
     let e: Value = serde_json::from_slice(sse::data(&out).unwrap().as_slice()).unwrap();
     assert_eq!(e["id"], 1);
     // The list request got its answer (an error): a long event goes on.
-    assert_eq!(a.chunk(big.as_bytes(), true, &s), Chunk::Keep);
+    assert_eq!(
+        a.chunk(big.as_bytes(), true, &s, &mut Memo::default()),
+        Chunk::Keep
+    );
 }
 
 fn tool_name() -> impl Strategy<Value = String> {
@@ -542,7 +589,7 @@ proptest! {
             requests: vec![json!(1)],
             batch: false,
         };
-        let out = rewrite(body.to_string().as_bytes(), &mut plan, &held, &mut Counts::default()).unwrap();
+        let out = rewrite(body.to_string().as_bytes(), &mut plan, &held, &mut Counts::default(), &mut Memo::default()).unwrap();
         let Rewrite::Changed(out) = out else {
             return Err(TestCaseError::fail("a list result is always rewritten"));
         };
@@ -574,8 +621,8 @@ fn the_tail_of_a_dropped_event_never_goes_out() {
             max,
         );
         let (head, tail) = stream.as_bytes().split_at(cut);
-        let mut out = apply(a.chunk(head, false, &s), head);
-        out.extend(apply(a.chunk(tail, true, &s), tail));
+        let mut out = apply(a.chunk(head, false, &s, &mut Memo::default()), head);
+        out.extend(apply(a.chunk(tail, true, &s, &mut Memo::default()), tail));
         let out = String::from_utf8(out).unwrap();
         assert!(!out.contains("wipe_tenant"), "max {max}: {out}");
         assert!(out.ends_with("data: after\n\n"), "max {max}: {out}");
@@ -705,6 +752,148 @@ mod scan_keys {
                 // It only gives up on escapes.
                 prop_assert!(text.contains('\\'), "{}", text);
             }
+        }
+    }
+}
+
+// The memo: an answer met before, but for its id.
+
+const MEMO_LIST: &str = r#"{"jsonrpc":"2.0","id":ID,"result":{"tools":[{"name":"whoami"},{"name":"wipe"}],"cacheScope":"public"}}"#;
+
+fn memo_run(
+    memo: &mut Memo,
+    id: &str,
+    request_id: Value,
+    granted: &[&str],
+) -> (Result<Rewrite, Fault>, Plan, Counts) {
+    let body = MEMO_LIST.replace("ID", id);
+    let mut plan = plan_for(&tools_list(request_id), granted).expect("a plan");
+    let mut counts = Counts::default();
+    let out = rewrite(
+        body.as_bytes(),
+        &mut plan,
+        &scopes(granted),
+        &mut counts,
+        memo,
+    );
+    (out, plan, counts)
+}
+
+#[test]
+fn the_memo_puts_the_new_id_in_the_kept_rewrite() {
+    let mut memo = Memo::default();
+    let (first, ..) = memo_run(&mut memo, "1", json!(1), WHOAMI_ONLY);
+    assert_eq!(memo.len(), 1);
+    for (id, value) in [
+        ("2", json!(2)),
+        (r#""a\"b""#, json!("a\"b")),
+        ("-7.5", json!(-7.5)),
+    ] {
+        let (out, plan, counts) = memo_run(&mut memo, id, value.clone(), WHOAMI_ONLY);
+        let fresh = memo_run(&mut Memo::off(), id, value.clone(), WHOAMI_ONLY);
+        assert_eq!(
+            (&out, &plan, &counts),
+            (&fresh.0, &fresh.1, &fresh.2),
+            "{id}"
+        );
+        let v = changed(out);
+        assert_eq!(v["id"], value);
+        assert_eq!(names(&v, "tools"), ["whoami"]);
+        assert!(!plan.waiting(), "the list request got its answer");
+        assert_eq!((counts.lists, counts.hidden), (1, 1));
+    }
+    assert_eq!(memo.len(), 1, "hits add nothing");
+    assert_ne!(changed(first)["id"], json!(2));
+}
+
+#[test]
+fn the_memo_is_not_used_across_scopes_requests_or_broken_ids() {
+    let mut memo = Memo::default();
+    let _ = memo_run(&mut memo, "1", json!(1), WHOAMI_ONLY);
+    // Other scopes: their own rewrite.
+    let all_tools = &["mcp:tools/list", "mcp:tools/call:w*"];
+    let (out, ..) = memo_run(&mut memo, "1", json!(1), all_tools);
+    assert_eq!(names(&changed(out), "tools"), ["whoami", "wipe"]);
+    assert_eq!(memo.len(), 2);
+    // Not one JSON value in the id's place: read afresh, and refused.
+    for id in [
+        r#"1,"id":2"#,
+        "1}",
+        "",
+        r#"1,"result":{"tools":[{"name":"wipe"}]},"x":1"#,
+    ] {
+        let before = memo.len();
+        let (out, plan, _) = memo_run(&mut memo, id, json!(1), WHOAMI_ONLY);
+        assert!(out.is_err(), "{id}: {out:?}");
+        assert!(plan.waiting(), "{id}: a refused answer answers nothing");
+        assert_eq!(memo.len(), before);
+    }
+    // An id no request has: filtered by shape, never the kept answer to a request.
+    let (out, plan, _) = memo_run(&mut memo, "9", json!(1), WHOAMI_ONLY);
+    assert_eq!(names(&changed(out), "tools"), ["whoami"]);
+    assert!(plan.waiting(), "id 9 does not answer request 1");
+    // …and the same for a by-shape entry met by a request's id.
+    let (out, plan, _) = memo_run(&mut memo, "1", json!(1), WHOAMI_ONLY);
+    assert_eq!(names(&changed(out), "tools"), ["whoami"]);
+    assert!(!plan.waiting());
+}
+
+#[test]
+fn the_memo_is_bounded_by_entries_and_bytes() {
+    let mut memo = Memo::new(3, 1 << 20);
+    for n in 0..10 {
+        let granted = &["mcp:tools/list", &format!("mcp:tools/call:t{n}")];
+        let _ = memo_run(&mut memo, "1", json!(1), granted);
+        assert!(memo.len() <= 3);
+    }
+    let answer = MEMO_LIST.len();
+    let mut memo = Memo::new(100, 4 * (answer + 80));
+    for n in 0..10 {
+        let granted = &["mcp:tools/list", &format!("mcp:tools/call:t{n}")];
+        let _ = memo_run(&mut memo, "1", json!(1), granted);
+    }
+    assert!(memo.len() < 10 && !memo.is_empty(), "{}", memo.len());
+    let mut tiny = Memo::new(100, answer);
+    let _ = memo_run(&mut tiny, "1", json!(1), WHOAMI_ONLY);
+    assert!(
+        tiny.is_empty(),
+        "an answer over a quarter of the memo is not kept"
+    );
+}
+
+proptest! {
+    /// Through one memo or none, any sequence of answers (ids, names,
+    /// bytes around them) and scopes is rewritten the same.
+    #[test]
+    fn the_memo_never_changes_a_rewrite(
+        seq in proptest::collection::vec(
+            (0u8..4, "[a-z]{1,3}", prop_oneof![Just("1".to_string()), Just("\"x\"".to_string()), "[0-9]{1,3}", "[ -~]{0,6}"], 0u8..3),
+            1..12,
+        )
+    ) {
+        let mut memo = Memo::new(4, 1 << 16);
+        for (shape, name, id, who) in seq {
+            let granted: &[&str] = match who {
+                0 => WHOAMI_ONLY,
+                1 => &["mcp:tools/list", "mcp:tools/call:w*"],
+                _ => &["mcp:tools/list", "mcp:prompts/get"],
+            };
+            let tools = format!(r#"[{{"name":"whoami"}},{{"name":"{name}"}}]"#);
+            let body = match shape {
+                0 => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":{tools}}}}}"#),
+                1 => format!(r#"{{"id":{id},"jsonrpc":"2.0","result":{{"tools":{tools},"nextCursor":"c"}}}}"#),
+                2 => format!(r#" {{"jsonrpc":"2.0","result":{{"tools":{tools}}},"id":{id}}}"#),
+                _ => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"prompts":{tools}}}}}"#),
+            };
+            let request = tools_list(serde_json::from_str(&id).unwrap_or(json!(1)));
+            let mut outcomes = Vec::new();
+            for memo in [&mut memo, &mut Memo::off()] {
+                let mut plan = plan_for(&request, granted).unwrap_or_else(Plan::by_shape);
+                let mut counts = Counts::default();
+                let out = rewrite(body.as_bytes(), &mut plan, &scopes(granted), &mut counts, memo);
+                outcomes.push((out, plan, counts));
+            }
+            prop_assert_eq!(&outcomes[0], &outcomes[1], "{}", body);
         }
     }
 }

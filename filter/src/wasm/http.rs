@@ -438,11 +438,19 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        response::on_body(&self.stream, body_size, end_of_stream)
+        if self.stream.borrow().listing.is_none() {
+            return Action::Continue;
+        }
+        let mut worker = self.worker.borrow_mut();
+        response::on_body(&self.stream, &mut worker.lists, body_size, end_of_stream)
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        response::on_trailers(&self.stream)
+        if self.stream.borrow().listing.is_none() {
+            return Action::Continue;
+        }
+        let mut worker = self.worker.borrow_mut();
+        response::on_trailers(&self.stream, &mut worker.lists)
     }
 }
 

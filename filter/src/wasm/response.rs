@@ -8,7 +8,7 @@ use super::http::StreamRef;
 use crate::cache::Grant;
 use crate::config::Config;
 use crate::headermap;
-use crate::listing::{self, Answer, Body, Chunk, List, Plan, Visibility};
+use crate::listing::{self, Answer, Body, Chunk, List, Memo, Plan, Visibility};
 use crate::message::Reading;
 use crate::metrics::Metric;
 use crate::request;
@@ -125,17 +125,28 @@ pub(crate) fn on_headers(cfg: &Config, stream: &StreamRef, end_of_stream: bool) 
     Action::Continue
 }
 
-pub(crate) fn on_body(stream: &StreamRef, body_size: usize, end_of_stream: bool) -> Action {
+/// `memo`: the worker's list answers rewritten before.
+pub(crate) fn on_body(
+    stream: &StreamRef,
+    memo: &mut Memo,
+    body_size: usize,
+    end_of_stream: bool,
+) -> Action {
     let mut s = stream.borrow_mut();
     let Some(Listing::Answering(answer, grant, held)) = &mut s.listing else {
         return Action::Continue;
     };
+    // A JSON body is read once, whole, at its end.
+    if answer.holds(body_size, end_of_stream) {
+        *held = body_size;
+        return Action::Pause;
+    }
     let bytes = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
         .ok()
         .flatten()
         .unwrap_or_default();
     let before = answer.counts;
-    let chunk = answer.chunk(&bytes, end_of_stream, &grant.scopes);
+    let chunk = answer.chunk(&bytes, end_of_stream, &grant.scopes, memo);
     let after = answer.counts;
     add(Metric::ListsFiltered, after.lists - before.lists);
     add(Metric::ListItemsHidden, after.hidden - before.hidden);
@@ -164,10 +175,10 @@ pub(crate) fn on_body(stream: &StreamRef, body_size: usize, end_of_stream: bool)
 }
 
 /// Trailers end a body that had no end-of-stream chunk: check what is held.
-pub(crate) fn on_trailers(stream: &StreamRef) -> Action {
+pub(crate) fn on_trailers(stream: &StreamRef, memo: &mut Memo) -> Action {
     let held = match &stream.borrow().listing {
         Some(Listing::Answering(_, _, held)) if *held > 0 => *held,
         _ => return Action::Continue,
     };
-    on_body(stream, held, true)
+    on_body(stream, memo, held, true)
 }

@@ -9,6 +9,7 @@ use crate::cache::{
 use crate::coalesce::Inflight;
 use crate::config::Config;
 use crate::introspect::{Answer, Unavailable};
+use crate::listing;
 use crate::memo::KeyMemo;
 use crate::metrics::Metric;
 use crate::ratelimit::lease::{self, Lease, Step};
@@ -41,6 +42,8 @@ pub(crate) struct Worker {
     pub cache: LocalCache,
     /// Token → SHA-256, so a cache hit skips the hash.
     pub keys: KeyMemo,
+    /// List answers rewritten before (restricted tokens' `tools/list`, …).
+    pub lists: listing::Memo,
     pub revoked: RecentlyRevoked,
     pub inflight: Inflight<StreamRef>,
     pub bucket_cap: usize,
@@ -62,6 +65,7 @@ impl Worker {
             bucket_cap: shared::bucket_cap(cfg.cache.max_entries),
             cache: LocalCache::new(policy.max_entries),
             keys: KeyMemo::new(policy.max_entries),
+            lists: listing::Memo::default(),
             cfg: Rc::new(cfg),
             policy,
             revoked: RecentlyRevoked::new(RECENTLY_REVOKED),
