@@ -24,24 +24,33 @@ fn answer(id: Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
+/// Rewrites `body` for a token with `granted`, planned from `request`
+/// (requests with no list to filter: by shape), through `memo`.
+fn rewrite_for(
+    request: &Value,
+    granted: &[&str],
+    body: &str,
+    memo: &mut Memo,
+) -> (Result<Rewrite, Fault>, Plan, Counts) {
+    let mut plan = plan_for(request, granted).unwrap_or_else(Plan::by_shape);
+    let mut counts = Counts::default();
+    let out = rewrite(
+        body.as_bytes(),
+        &mut plan,
+        &scopes(granted),
+        &mut counts,
+        memo,
+    );
+    (out, plan, counts)
+}
+
 /// Rewrites `body` for a token with `granted`, planned from `request`; the
 /// same answer rewritten again through the memo must come out the same.
 fn run(request: &Value, granted: &[&str], body: &str) -> Result<Rewrite, Fault> {
+    assert!(plan_for(request, granted).is_some(), "a plan");
     let mut memo = Memo::default();
-    let mut once = || {
-        let mut plan = plan_for(request, granted).expect("a plan");
-        let mut counts = Counts::default();
-        let out = rewrite(
-            body.as_bytes(),
-            &mut plan,
-            &scopes(granted),
-            &mut counts,
-            &mut memo,
-        );
-        (out, plan, counts)
-    };
-    let first = once();
-    let again = once();
+    let first = rewrite_for(request, granted, body, &mut memo);
+    let again = rewrite_for(request, granted, body, &mut memo);
     assert_eq!(first, again, "the memo's rewrite differs from a fresh one");
     first.0
 }
@@ -767,16 +776,7 @@ fn memo_run(
     granted: &[&str],
 ) -> (Result<Rewrite, Fault>, Plan, Counts) {
     let body = MEMO_LIST.replace("ID", id);
-    let mut plan = plan_for(&tools_list(request_id), granted).expect("a plan");
-    let mut counts = Counts::default();
-    let out = rewrite(
-        body.as_bytes(),
-        &mut plan,
-        &scopes(granted),
-        &mut counts,
-        memo,
-    );
-    (out, plan, counts)
+    rewrite_for(&tools_list(request_id), granted, &body, memo)
 }
 
 #[test]
@@ -886,13 +886,10 @@ proptest! {
                 _ => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"prompts":{tools}}}}}"#),
             };
             let request = tools_list(serde_json::from_str(&id).unwrap_or(json!(1)));
-            let mut outcomes = Vec::new();
-            for memo in [&mut memo, &mut Memo::off()] {
-                let mut plan = plan_for(&request, granted).unwrap_or_else(Plan::by_shape);
-                let mut counts = Counts::default();
-                let out = rewrite(body.as_bytes(), &mut plan, &scopes(granted), &mut counts, memo);
-                outcomes.push((out, plan, counts));
-            }
+            let outcomes = [
+                rewrite_for(&request, granted, &body, &mut memo),
+                rewrite_for(&request, granted, &body, &mut Memo::off()),
+            ];
             prop_assert_eq!(&outcomes[0], &outcomes[1], "{}", body);
         }
     }
