@@ -86,6 +86,10 @@ impl Variant {
 pub struct Outcome {
     pub restricted: Variant,
     pub everything: Variant,
+    /// The restricted token again, the answer changing on every request
+    /// (never recalled from the filter's memo), and `mcp:*` beside it: run
+    /// apart, after the others.
+    pub changing: (Variant, Variant),
     /// Bytes of the answer each token got.
     pub bytes: (usize, usize),
     pub filtered: u64,
@@ -95,15 +99,7 @@ impl Outcome {
     /// Restricted over `mcp:*` req/s within each round (the two ran back to
     /// back), median over the rounds.
     pub fn ratio(&self) -> f64 {
-        let per_round: Vec<f64> = self
-            .restricted
-            .runs
-            .iter()
-            .zip(&self.everything.runs)
-            .filter(|(_, (all, _))| all.rps() > 0.0)
-            .map(|((r, _), (all, _))| r.rps() / all.rps())
-            .collect();
-        crate::summary::median(&per_round).unwrap_or(0.0)
+        ratio(&self.restricted, &self.everything)
     }
 
     pub fn render(&self, o: &mut String) {
@@ -113,9 +109,13 @@ impl Outcome {
             "`POST /proxy` `tools/list` through the filter; the upstream answers with {TOOLS} \
              tools ({} bytes of JSON). The restricted token may call {VISIBLE} of them \
              (`{}`), so the filter buffers, parses, filters and rewrites the answer ({} \
-             bytes out); the `mcp:*` token's answer passes untouched. Same Envoy, same \
-             upstream, the two take turns; medians ({} rounds; the ratio is taken within \
-             each round).\n",
+             bytes out); the `mcp:*` token's answer passes untouched. The upstream sends \
+             the same bytes every time but for the JSON-RPC id, as MCP servers do, so the \
+             filter recalls its rewrite from the worker's memo. Same Envoy, same upstream, \
+             the two take turns; medians ({} rounds; the ratio is taken within each round). \
+             The last row is apart, after the others, in rounds of its own beside `mcp:*`: \
+             an answer that changes on every request (a `nextCursor` counter), read afresh \
+             each time.\n",
             self.bytes.1,
             RESTRICTED.join(" "),
             self.bytes.0,
@@ -125,7 +125,12 @@ impl Outcome {
             o,
             "| token | req/s | p50 | p99 | Envoy CPU/req | errors | × mcp:* |\n|---|--:|--:|--:|--:|--:|--:|"
         );
-        for v in [&self.restricted, &self.everything] {
+        let (changing, beside) = &self.changing;
+        for (v, base) in [
+            (&self.restricted, &self.everything),
+            (&self.everything, &self.everything),
+            (changing, beside),
+        ] {
             let _ = writeln!(
                 o,
                 "| {} | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {} | {:.2}× |",
@@ -135,11 +140,7 @@ impl Outcome {
                 v.p99(),
                 v.cpu_us(),
                 v.errors(),
-                if std::ptr::eq(v, &self.restricted) {
-                    self.ratio()
-                } else {
-                    1.0
-                }
+                ratio(v, base)
             );
         }
         let _ = writeln!(
@@ -155,6 +156,19 @@ impl Outcome {
             self.filtered
         );
     }
+}
+
+/// `v` over `base` req/s within each round (run back to back), median over
+/// the rounds.
+fn ratio(v: &Variant, base: &Variant) -> f64 {
+    let per_round: Vec<f64> = v
+        .runs
+        .iter()
+        .zip(&base.runs)
+        .filter(|(_, (all, _))| all.rps() > 0.0)
+        .map(|((r, _), (all, _))| r.rps() / all.rps())
+        .collect();
+    crate::summary::median(&per_round).unwrap_or(0.0)
 }
 
 pub async fn run(s: &Setup<'_>) -> anyhow::Result<Outcome> {
@@ -183,10 +197,11 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Outcome> {
         .map_or(0, |(_, v)| v);
     gw.stop().await;
     upstream.task.abort();
-    let (restricted, everything, bytes) = result?;
+    let ((restricted, everything), changing, bytes) = result?;
     Ok(Outcome {
         restricted,
         everything,
+        changing,
         bytes,
         filtered,
     })
@@ -197,16 +212,20 @@ async fn measure(
     gw: &Gateway,
     restricted: &str,
     everything: &str,
-) -> anyhow::Result<(Variant, Variant, (usize, usize))> {
+) -> anyhow::Result<((Variant, Variant), (Variant, Variant), (usize, usize))> {
+    let (restricted_token, everything_token) = (restricted, everything);
     let url = gw.url("/proxy/mcp");
+    let changing_url = gw.url(&format!("/proxy/mcp/{CHANGING}"));
     // Measure the right thing: the filter filters one and not the other.
     let mut bytes = (0, 0);
-    for (token, want, slot) in [
-        (restricted, VISIBLE, &mut bytes.0),
-        (everything, TOOLS, &mut bytes.1),
+    let mut changed = 0;
+    for (token, url, want, slot) in [
+        (restricted, &url, VISIBLE, &mut bytes.0),
+        (everything, &url, TOOLS, &mut bytes.1),
+        (restricted, &changing_url, VISIBLE, &mut changed),
     ] {
         let body = reqwest::Client::new()
-            .post(&url)
+            .post(url)
             .bearer_auth(token)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
@@ -224,37 +243,57 @@ async fn measure(
     }
     let script = s.work_dir.join("wrk-lists.lua");
     std::fs::write(&script, wrk_script())?;
-    let variants = [("restricted (10 of 50)", restricted), ("mcp:*", everything)];
-    let mut out: Vec<Variant> = variants
-        .iter()
-        .map(|(label, _)| Variant {
-            label,
-            runs: Vec::new(),
-        })
-        .collect();
     eprintln!("bench: tools/list, restricted token vs mcp:*");
-    for (_, token) in &variants {
-        post(s, &script, &url, token, s.warmup).await?;
+    let same = [
+        ("restricted (10 of 50)", restricted, url.as_str()),
+        ("mcp:*", everything, url.as_str()),
+    ];
+    let [restricted, everything] = rounds(s, gw, &script, same).await?;
+    // Apart, after the others: its misses fill the worker's memo.
+    eprintln!("bench: tools/list, an answer that changes on every request vs mcp:*");
+    let changing = [
+        (
+            "restricted, answer changing",
+            restricted_token,
+            changing_url.as_str(),
+        ),
+        ("mcp:*", everything_token, url.as_str()),
+    ];
+    let [changing, beside] = rounds(s, gw, &script, changing).await?;
+    Ok(((restricted, everything), (changing, beside), bytes))
+}
+
+/// A warm-up of each variant, then `s.rounds` rounds of them in turn.
+async fn rounds<const N: usize>(
+    s: &Setup<'_>,
+    gw: &Gateway,
+    script: &Path,
+    variants: [(&'static str, &str, &str); N],
+) -> anyhow::Result<[Variant; N]> {
+    let mut out = variants.map(|(label, ..)| Variant {
+        label,
+        runs: Vec::new(),
+    });
+    for (_, token, url) in &variants {
+        post(s, script, url, token, s.warmup).await?;
     }
     for round in 1..=s.rounds {
-        for (i, (label, token)) in variants.iter().enumerate() {
+        for (v, (label, token, url)) in out.iter_mut().zip(&variants) {
             let ticks = procfs::ticks_per_second();
             let t0 = gw.cpu_ticks()?;
-            let m = post(s, &script, &url, token, s.duration).await?;
+            let m = post(s, script, url, token, s.duration).await?;
             let cpu_s = gw.cpu_ticks()?.saturating_sub(t0) as f64 / ticks;
             let cpu_us = cpu_s * 1e6 / m.requests.max(1) as f64;
             eprintln!(
-                "bench: round {round} tools/list {label:<22} {:>7.0} req/s  p50 {:>6.0} µs  \
+                "bench: round {round} tools/list {label:<28} {:>7.0} req/s  p50 {:>6.0} µs  \
                  Envoy {cpu_us:>5.1} µs/req",
                 m.rps(),
                 m.p50_us
             );
-            out[i].runs.push((m, cpu_us));
+            v.runs.push((m, cpu_us));
         }
     }
-    let everything = out.pop().unwrap_or_else(|| unreachable!("two variants"));
-    let restricted = out.pop().unwrap_or_else(|| unreachable!("two variants"));
-    Ok((restricted, everything, bytes))
+    Ok(out)
 }
 
 fn wrk_script() -> String {
@@ -370,11 +409,23 @@ pub fn answer() -> String {
     json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}}).to_string()
 }
 
+/// The path suffix on which the upstream's answer changes every time.
+const CHANGING: &str = "changing";
+
+/// `answer` (a message ending in its result's close) with `nextCursor: n`.
+fn with_cursor(answer: &[u8], n: u64) -> Vec<u8> {
+    let end = answer.len().saturating_sub(2);
+    let mut out = answer[..end].to_vec();
+    out.extend_from_slice(format!(",\"nextCursor\":\"{n}\"}}}}").as_bytes());
+    out
+}
+
 impl ListUpstream {
     async fn start() -> anyhow::Result<Self> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let port = listener.local_addr()?.port();
         let body = Bytes::from(answer());
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -382,9 +433,15 @@ impl ListUpstream {
                 };
                 let _ = stream.set_nodelay(true);
                 let body = body.clone();
+                let served = served.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
-                        let body = body.clone();
+                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let body = if req.uri().path().ends_with(CHANGING) {
+                            let n = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            Bytes::from(with_cursor(&body, n))
+                        } else {
+                            body.clone()
+                        };
                         async move {
                             let mut r = Response::new(Full::new(body));
                             r.headers_mut().insert(
@@ -448,10 +505,29 @@ mod tests {
                 label: "a",
                 runs: vec![run(1000), run(200), run(700)],
             },
+            changing: (
+                Variant {
+                    label: "c",
+                    runs: vec![run(100)],
+                },
+                Variant {
+                    label: "a",
+                    runs: vec![run(200)],
+                },
+            ),
             bytes: (0, 0),
             filtered: 0,
         };
         assert!((o.ratio() - 0.5).abs() < 1e-12, "{}", o.ratio());
+    }
+
+    #[test]
+    fn a_changing_answer_carries_a_cursor_and_stays_json() {
+        let a = answer();
+        let v: Value = serde_json::from_slice(&with_cursor(a.as_bytes(), 42)).unwrap();
+        assert_eq!(v["result"]["nextCursor"], "42");
+        assert_eq!(v["result"]["tools"].as_array().unwrap().len(), TOOLS);
+        assert_ne!(with_cursor(a.as_bytes(), 1), with_cursor(a.as_bytes(), 2));
     }
 
     #[test]

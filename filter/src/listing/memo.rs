@@ -23,6 +23,12 @@ use std::ops::Range;
 pub const MAX_ENTRIES: usize = 16;
 /// Bytes of answers (and their rewrites) per worker.
 pub const MAX_BYTES: usize = 2 << 20;
+/// Longest id put in a kept rewrite (a UUID string is 38 bytes).
+const MAX_ID: usize = 1024;
+/// Bytes at the end of an answer compared first: an answer that changes
+/// from one time to the next (a cursor, a counter, a timestamp) most often
+/// changes there, and it meets every kept answer of its token's scopes.
+const TAIL: usize = 32;
 
 /// Rewritten list answers, most recently used first.
 #[derive(Debug)]
@@ -168,6 +174,14 @@ impl Entry {
         }
         let before = self.answer.get(..self.id.start)?;
         let after = self.answer.get(self.id.end..)?;
+        let id_len = answer.len().checked_sub(before.len() + after.len())?;
+        if !(1..=MAX_ID).contains(&id_len) {
+            return None;
+        }
+        let tail = TAIL.min(after.len());
+        if answer.get(answer.len() - tail..)? != after.get(after.len() - tail..)? {
+            return None;
+        }
         let id = answer.strip_prefix(before)?.strip_suffix(after)?;
         // One JSON value (serde refuses anything after it): the answer is
         // the one read before with another value in the id's place.

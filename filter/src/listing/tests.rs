@@ -828,6 +828,13 @@ fn the_memo_is_not_used_across_scopes_requests_or_broken_ids() {
         assert!(plan.waiting(), "{id}: a refused answer answers nothing");
         assert_eq!(memo.len(), before);
     }
+    // An id longer than the memo puts in: read afresh (a new entry), the same.
+    let long = "x".repeat(2000);
+    let before = memo.len();
+    let (out, plan, _) = memo_run(&mut memo, &format!("\"{long}\""), json!(long), WHOAMI_ONLY);
+    assert_eq!(changed(out)["id"], json!(long));
+    assert!(!plan.waiting());
+    assert_eq!(memo.len(), before + 1, "read afresh and kept");
     // An id no request has: filtered by shape, never the kept answer to a request.
     let (out, plan, _) = memo_run(&mut memo, "9", json!(1), WHOAMI_ONLY);
     assert_eq!(names(&changed(out), "tools"), ["whoami"]);
