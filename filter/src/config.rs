@@ -284,10 +284,13 @@ fn locate(bytes: &[u8], original: &serde_json::Error) -> ConfigError {
     fallback()
 }
 
+/// `{key: value}` read as `T`, through the same reader as [`load`]: the
+/// `Value` deserializer would compile every configuration type again
+/// (about 30 KB of `filter.wasm`).
 fn probe<T: DeserializeOwned>(key: &str, value: &Value) -> Result<T, serde_json::Error> {
     let mut one = Map::new();
     one.insert(key.to_string(), value.clone());
-    serde_json::from_value(Value::Object(one))
+    serde_json::from_slice(&serde_json::to_vec(&one)?)
 }
 
 fn locate_in<T: DeserializeOwned>(section: &str, value: &Value) -> Option<ConfigError> {

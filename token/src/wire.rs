@@ -177,7 +177,10 @@ impl Introspection {
             }
             _ => return wire_err("no boolean \"active\""),
         }
-        ActiveToken::deserialize(value)
+        // Read again as the struct, by the same reader as the gateway's other
+        // JSON: the `Value` deserializer would compile every wire type twice
+        // into the filter's `.wasm`.
+        serde_json::from_slice::<ActiveToken>(body)
             .map(Introspection::Active)
             .or_else(|e| wire_err(format!("active answer: {e}")))
     }
@@ -264,10 +267,7 @@ impl FeedPage {
     /// Reads a page; the cursor must be 1 to [`MAX_CURSOR_LEN`] bytes.
     /// Hashes are checked by the reader, which turns them into keys.
     pub fn from_json(body: &[u8]) -> Result<FeedPage, WireError> {
-        // Through `Value`, like introspection: one deserializer for both
-        // types keeps the filter's `.wasm` smaller.
-        let page = serde_json::from_slice::<Value>(body)
-            .and_then(FeedPage::deserialize)
+        let page = serde_json::from_slice::<FeedPage>(body)
             .or_else(|e| wire_err(format!("not a feed page: {e}")))?;
         if page.cursor.len() > MAX_CURSOR_LEN {
             return wire_err("\"cursor\" is too long");

@@ -134,3 +134,10 @@ proptest! {
         let _ = hint(&s);
     }
 }
+
+#[test]
+fn the_checksum_is_the_zlib_crc32() {
+    // The CRC-32 check value, and the empty input.
+    assert_eq!(checksum_of(b"123456789"), 0xCBF4_3926);
+    assert_eq!(checksum_of(b""), 0);
+}
