@@ -93,6 +93,8 @@ pub struct Outcome {
     /// Bytes of the answer each token got.
     pub bytes: (usize, usize),
     pub filtered: u64,
+    /// Of those, recalled from the worker's memo.
+    pub recalled: u64,
 }
 
 impl Outcome {
@@ -146,14 +148,16 @@ impl Outcome {
         let _ = writeln!(
             o,
             "\nTarget ≥ 0.80× for the restricted token: {} ({:.2}×). \
-             `mcp_auth.lists.filtered` counted {} rewritten answers.\n",
+             `mcp_auth.lists.filtered` counted {} rewritten answers, {} of them recalled \
+             from the memo (`mcp_auth.lists.recalled`).\n",
             if self.ratio() >= 0.8 {
                 "met"
             } else {
                 "**not met**"
             },
             self.ratio(),
-            self.filtered
+            self.filtered,
+            self.recalled
         );
     }
 }
@@ -188,13 +192,14 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Outcome> {
     let core = s.envoy_core.to_string();
     let gw = Gateway::start(&common, &chain, &s.work_dir.join("envoy-lists"), 1, &core).await?;
     let result = measure(s, &gw, &restricted.token, &everything.token).await;
-    let filtered = gw
-        .stats("mcp_auth.lists")
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|(k, _)| k.ends_with("lists.filtered"))
-        .map_or(0, |(_, v)| v);
+    let stats = gw.stats("mcp_auth.lists").await.unwrap_or_default();
+    let stat = |name: &str| {
+        stats
+            .iter()
+            .find(|(k, _)| k.ends_with(name))
+            .map_or(0, |(_, v)| *v)
+    };
+    let (filtered, recalled) = (stat("lists.filtered"), stat("lists.recalled"));
     gw.stop().await;
     upstream.task.abort();
     let ((restricted, everything), changing, bytes) = result?;
@@ -204,6 +209,7 @@ pub async fn run(s: &Setup<'_>) -> anyhow::Result<Outcome> {
         changing,
         bytes,
         filtered,
+        recalled,
     })
 }
 
@@ -517,6 +523,7 @@ mod tests {
             ),
             bytes: (0, 0),
             filtered: 0,
+            recalled: 0,
         };
         assert!((o.ratio() - 0.5).abs() < 1e-12, "{}", o.ratio());
     }

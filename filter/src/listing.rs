@@ -511,6 +511,8 @@ pub struct Counts {
     pub hidden: u64,
     /// Answers (or events) replaced by errors.
     pub withheld: u64,
+    /// Of `lists`, those recalled from the memo.
+    pub recalled: u64,
 }
 
 /// Rewrites one JSON-RPC payload (a message or a batch of them): the body of
@@ -530,6 +532,7 @@ pub fn rewrite(
             plan.pending.remove(i);
         }
         counts.lists += 1;
+        counts.recalled += 1;
         counts.hidden += hit.hidden;
         return Ok(Rewrite::Changed(hit.rewritten));
     }

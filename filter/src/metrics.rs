@@ -70,10 +70,13 @@ pub enum Metric {
     /// Answers to list requests withheld (compressed, not JSON, not one
     /// reading): the client got a JSON-RPC error instead.
     ListsWithheld,
+    /// Of the rewritten list results, those recalled from the worker's memo
+    /// (the same answer but for its id, met before).
+    ListsRecalled,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 31] = [
+    pub const ALL: [Metric; 32] = [
         Metric::Allowed,
         Metric::Bypassed,
         Metric::DeniedMissing,
@@ -105,6 +108,7 @@ impl Metric {
         Metric::ListsFiltered,
         Metric::ListItemsHidden,
         Metric::ListsWithheld,
+        Metric::ListsRecalled,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -140,6 +144,7 @@ impl Metric {
             Metric::ListsFiltered => "mcp_auth.lists.filtered",
             Metric::ListItemsHidden => "mcp_auth.lists.hidden_items",
             Metric::ListsWithheld => "mcp_auth.lists.withheld",
+            Metric::ListsRecalled => "mcp_auth.lists.recalled",
         }
     }
 }

@@ -154,6 +154,8 @@ fn a_repeated_answer_is_rewritten_for_each_id_and_a_changed_one_afresh() {
     assert_eq!(ids, [1, 2, 300, 4, 5, 6].map(|i| json!(i)));
     assert_eq!(env.metric("mcp_auth.lists.filtered"), 6);
     assert_eq!(env.metric("mcp_auth.lists.hidden_items"), 3 * 4 + 1 + 1);
+    // 2, 300 and 6 repeat answer 1 but for the id.
+    assert_eq!(env.metric("mcp_auth.lists.recalled"), 3);
 
     // Another token with other scopes never gets the kept rewrite.
     let other = token(2);

@@ -151,6 +151,7 @@ pub(crate) fn on_body(
     add(Metric::ListsFiltered, after.lists - before.lists);
     add(Metric::ListItemsHidden, after.hidden - before.hidden);
     add(Metric::ListsWithheld, after.withheld - before.withheld);
+    add(Metric::ListsRecalled, after.recalled - before.recalled);
     *held = if chunk == Chunk::Hold { body_size } else { 0 };
     if answer.done() {
         s.listing = None;
