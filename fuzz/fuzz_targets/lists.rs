@@ -13,7 +13,8 @@
 //!
 //! data: {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"whoami"}]}}
 //! ```
-//! Properties: no panic; the same output however the body is cut; nothing
+//! Properties: no panic; the same output however the body is cut, and with
+//! or without the answers met before (the worker's memo); nothing
 //! that goes out holds an item the scopes do not list (filtering it again
 //! hides nothing); in a stream, every event goes out unchanged and in order
 //! except the ones the filter replaced, by a filtered list answer or by
@@ -55,7 +56,22 @@ fuzz_target!(|data: &[u8]| {
     cuts.dedup();
 
     let kind = if json { Body::Json } else { Body::Events };
-    let whole = run(Answer::new(plan.clone(), kind.clone(), max), &[body], &held);
+    // One memo across the runs: the second run meets the first's answers
+    // again, recalled; a run without a memo must agree with both.
+    let mut memo = Memo::default();
+    let whole = run(
+        Answer::new(plan.clone(), kind.clone(), max),
+        &[body],
+        &held,
+        &mut memo,
+    );
+    let fresh = run(
+        Answer::new(plan.clone(), kind.clone(), max),
+        &[body],
+        &held,
+        &mut Memo::off(),
+    );
+    assert_eq!(whole, fresh, "the memo changed the output");
     let mut chunks = Vec::new();
     let mut start = 0;
     for &c in &cuts {
@@ -63,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
         start = c;
     }
     chunks.push(&body[start..]);
-    let cut = run(Answer::new(plan, kind, max), &chunks, &held);
+    let cut = run(Answer::new(plan, kind, max), &chunks, &held, &mut memo);
     assert_eq!(whole, cut, "the output depends on where the body was cut");
 
     // Whatever went out lists only what the scopes list: filtering it again
@@ -99,7 +115,14 @@ fuzz_target!(|data: &[u8]| {
             // as they came: ask the filter's reader whether it is a list.
             Err(_) => {
                 let mut counts = Counts::default();
-                listing::rewrite(&data, &mut Plan::by_shape(), &held, &mut counts, &mut Memo::off()).is_ok()
+                listing::rewrite(
+                    &data,
+                    &mut Plan::by_shape(),
+                    &held,
+                    &mut counts,
+                    &mut Memo::off(),
+                )
+                .is_ok()
                     && counts.lists > 0
             }
         }
@@ -134,7 +157,15 @@ fuzz_target!(|data: &[u8]| {
 /// Filtering `payload` again by shape hides nothing.
 fn assert_clean(payload: &[u8], held: &[Scope]) {
     let mut counts = Counts::default();
-    if listing::rewrite(payload, &mut Plan::by_shape(), held, &mut counts, &mut Memo::off()).is_ok() {
+    if listing::rewrite(
+        payload,
+        &mut Plan::by_shape(),
+        held,
+        &mut counts,
+        &mut Memo::off(),
+    )
+    .is_ok()
+    {
         assert_eq!(
             counts.hidden,
             0,
@@ -145,11 +176,9 @@ fn assert_clean(payload: &[u8], held: &[Scope]) {
 }
 
 /// The bytes sent on for each chunk, concatenated.
-fn run(mut answer: Answer, chunks: &[&[u8]], scopes: &[Scope]) -> Vec<u8> {
+fn run(mut answer: Answer, chunks: &[&[u8]], scopes: &[Scope], memo: &mut Memo) -> Vec<u8> {
     let mut out = Vec::new();
     let mut held = Vec::new();
-    // Events of one stream that repeat but for their ids meet the memo.
-    let mut memo = Memo::default();
     for (i, c) in chunks.iter().enumerate() {
         let end = i + 1 == chunks.len();
         // A held JSON body is the whole body so far, as Envoy buffers it.
@@ -159,7 +188,7 @@ fn run(mut answer: Answer, chunks: &[&[u8]], scopes: &[Scope]) -> Vec<u8> {
         } else {
             c.to_vec()
         };
-        match answer.chunk(&bytes, end, scopes, &mut memo) {
+        match answer.chunk(&bytes, end, scopes, memo) {
             Chunk::Keep => {
                 out.extend_from_slice(&bytes);
                 held.clear();
