@@ -13,6 +13,9 @@ use serde_json::{Map, Value};
 /// is refused by Envoy itself (413) before the filter could inspect it, so a
 /// larger `max_body_bytes` would be a promise the filter cannot keep.
 pub const ENVOY_BUFFER_DEFAULT: u64 = 1_048_576;
+/// Default and ceiling of `list_memo_bytes`, per worker.
+pub const LIST_MEMO_DEFAULT: u64 = crate::listing::memo::MAX_BYTES as u64;
+const LIST_MEMO_MAX: u64 = 64 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -28,6 +31,9 @@ pub struct Config {
     pub enforce_scopes: bool,
     /// Largest request body buffered for the scope check (413 above).
     pub max_body_bytes: u64,
+    /// Bytes each worker keeps of list answers it rewrote, to recall one
+    /// that repeats but for its id; 0 turns the memo off.
+    pub list_memo_bytes: u64,
     pub realm: String,
     /// `resource_metadata=` URL added to 401 challenges (RFC 9728), or null.
     pub resource_metadata: Option<String>,
@@ -132,6 +138,7 @@ impl Default for Config {
             bypass_paths: vec!["/health".into(), "/.well-known/*".into()],
             enforce_scopes: true,
             max_body_bytes: ENVOY_BUFFER_DEFAULT,
+            list_memo_bytes: LIST_MEMO_DEFAULT,
             realm: "mcp".into(),
             resource_metadata: None,
             rate_limit: RateLimits::default(),
@@ -492,6 +499,16 @@ impl Config {
                     "must be between 1 and {ENVOY_BUFFER_DEFAULT} (Envoy's default buffer \
                      limit, which answers 413 itself above it), got {}",
                     self.max_body_bytes
+                ),
+            );
+        }
+
+        if self.list_memo_bytes > LIST_MEMO_MAX {
+            err(
+                "list_memo_bytes",
+                format!(
+                    "must be at most {LIST_MEMO_MAX} per worker (0 turns the memo off), got {}",
+                    self.list_memo_bytes
                 ),
             );
         }

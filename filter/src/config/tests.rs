@@ -273,6 +273,18 @@ fn max_body_bytes_is_bounded_by_envoys_buffer() {
 }
 
 #[test]
+fn the_list_memo_is_bounded_and_can_be_turned_off() {
+    assert_eq!(Config::default().list_memo_bytes, 2 << 20);
+    assert_eq!(
+        load(br#"{"list_memo_bytes": 0}"#).unwrap().list_memo_bytes,
+        0
+    );
+    let m = field_error(r#"{"list_memo_bytes": 67108865}"#, "list_memo_bytes");
+    assert!(m.contains("67108864") && m.contains("off"), "{m}");
+    field_error(r#"{"list_memo_bytes": -1}"#, "list_memo_bytes");
+}
+
+#[test]
 fn realm_must_be_quotable() {
     field_error(r#"{"realm": ""}"#, "realm");
     field_error(r#"{"realm": "a\"b"}"#, "realm");

@@ -21,7 +21,8 @@ use std::ops::Range;
 
 /// Entries per worker.
 pub const MAX_ENTRIES: usize = 16;
-/// Bytes of answers (and their rewrites) per worker.
+/// Bytes of answers (and their rewrites) per worker, by default
+/// (`list_memo_bytes`).
 pub const MAX_BYTES: usize = 2 << 20;
 /// Longest id put in a kept rewrite (a UUID string is 38 bytes).
 const MAX_ID: usize = 1024;

@@ -65,7 +65,10 @@ impl Worker {
             bucket_cap: shared::bucket_cap(cfg.cache.max_entries),
             cache: LocalCache::new(policy.max_entries),
             keys: KeyMemo::new(policy.max_entries),
-            lists: listing::Memo::default(),
+            lists: listing::Memo::new(
+                listing::memo::MAX_ENTRIES,
+                usize::try_from(cfg.list_memo_bytes).unwrap_or(usize::MAX),
+            ),
             cfg: Rc::new(cfg),
             policy,
             revoked: RecentlyRevoked::new(RECENTLY_REVOKED),
