@@ -184,6 +184,22 @@ fn a_repeated_answer_is_rewritten_for_each_id_and_a_changed_one_afresh() {
 }
 
 #[test]
+fn with_the_memo_off_every_answer_is_read_afresh() {
+    let (mut env, t) = worker_with(&WHOAMI, json!({"list_memo_bytes": 0}));
+    for id in [1u64, 2, 3] {
+        let answer = result(json!(id), json!({"tools": tools(&ALL_TOOLS)}));
+        let out = env.request(list_request(&t, id, json_answer(&answer)));
+        let body = out.forwarded().response.body.json();
+        assert_eq!(
+            (body["id"].clone(), names(&body)),
+            (json!(id), vec!["whoami".to_string()])
+        );
+    }
+    assert_eq!(env.metric("mcp_auth.lists.filtered"), 3);
+    assert_eq!(env.metric("mcp_auth.lists.recalled"), 0);
+}
+
+#[test]
 fn tokens_that_may_use_every_tool_get_the_answer_untouched_and_unbuffered() {
     for scopes in [
         &["mcp:*"][..],
