@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 /// is refused by Envoy itself (413) before the filter could inspect it, so a
 /// larger `max_body_bytes` would be a promise the filter cannot keep.
 pub const ENVOY_BUFFER_DEFAULT: u64 = 1_048_576;
-/// Default and ceiling of `list_memo_bytes`, per worker.
+/// `list_memo_bytes` by default, and at most (per worker).
 pub const LIST_MEMO_DEFAULT: u64 = crate::listing::memo::MAX_BYTES as u64;
 const LIST_MEMO_MAX: u64 = 64 << 20;
 
@@ -293,7 +293,7 @@ fn locate(bytes: &[u8], original: &serde_json::Error) -> ConfigError {
 
 /// `{key: value}` read as `T`, through the same reader as [`load`]: the
 /// `Value` deserializer would compile every configuration type again
-/// (about 30 KB of `filter.wasm`).
+/// (16 KB of `filter.wasm`).
 fn probe<T: DeserializeOwned>(key: &str, value: &Value) -> Result<T, serde_json::Error> {
     let mut one = Map::new();
     one.insert(key.to_string(), value.clone());

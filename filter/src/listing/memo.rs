@@ -54,12 +54,6 @@ struct Entry {
     hidden: u64,
 }
 
-impl Entry {
-    fn bytes(&self) -> usize {
-        self.answer.len() + self.rewritten.len()
-    }
-}
-
 /// What an answer rewritten once before becomes this time.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Recalled {
@@ -164,6 +158,10 @@ impl Memo {
 }
 
 impl Entry {
+    fn bytes(&self) -> usize {
+        self.answer.len() + self.rewritten.len()
+    }
+
     fn recall(
         &self,
         answer: &[u8],
