@@ -906,7 +906,13 @@ proptest! {
                 2 => format!(r#" {{"jsonrpc":"2.0","result":{{"tools":{tools}}},"id":{id}}}"#),
                 _ => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"prompts":{tools}}}}}"#),
             };
-            let request = tools_list(serde_json::from_str(&id).unwrap_or(json!(1)));
+            // A request id is a string or a number; any other id text answers
+            // request 1 (or nothing).
+            let request_id = serde_json::from_str::<Value>(&id)
+                .ok()
+                .filter(|v| v.is_string() || v.is_number())
+                .unwrap_or(json!(1));
+            let request = tools_list(request_id);
             let outcomes = [
                 unrecalled(rewrite_for(&request, granted, &body, &mut memo)),
                 rewrite_for(&request, granted, &body, &mut Memo::off()),
