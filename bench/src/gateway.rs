@@ -22,6 +22,24 @@ pub struct Common {
     pub config_dir: std::path::PathBuf,
 }
 
+impl Common {
+    /// The bench's Envoy configurations (`envoy/bench`) with these ports and filters.
+    pub fn new(
+        upstream_port: u16,
+        token_api_port: u16,
+        filter_wasm: std::path::PathBuf,
+        empty_wasm: std::path::PathBuf,
+    ) -> Common {
+        Common {
+            upstream_port,
+            token_api_port,
+            filter_wasm,
+            empty_wasm,
+            config_dir: harness::stack::workspace_root().join("envoy/bench"),
+        }
+    }
+}
+
 pub struct Gateway {
     pub envoy: Envoy,
     pub port: u16,

@@ -352,13 +352,7 @@ async fn lists_only(a: ListsArgs) -> anyhow::Result<()> {
         Some(p) => p,
         None => harness::stack::filter_wasm()?,
     };
-    let common = Common {
-        upstream_port: 0,
-        token_api_port: api.port,
-        filter_wasm,
-        empty_wasm: empty_wasm()?,
-        config_dir: harness::stack::workspace_root().join("envoy/bench"),
-    };
+    let common = Common::new(0, api.port, filter_wasm, empty_wasm()?);
     let setup = lists::Setup {
         tool: &tool,
         common: &common,
@@ -444,13 +438,12 @@ async fn probe_with(
     empty_wasm: PathBuf,
     api: Option<&TokenApi>,
 ) -> anyhow::Result<(Vec<probe::ProbeRow>, u32)> {
-    let common = Common {
-        upstream_port: upstream.port,
-        token_api_port: api.map_or(upstream.port, |t| t.port),
-        filter_wasm: harness::stack::filter_wasm()?,
+    let common = Common::new(
+        upstream.port,
+        api.map_or(upstream.port, |t| t.port),
+        harness::stack::filter_wasm()?,
         empty_wasm,
-        config_dir: harness::stack::workspace_root().join("envoy/bench"),
-    };
+    );
     // A well-formed token in the header map, as the filter's requests carry.
     let mut authorization = format!("Bearer {}", mcpgw_token::format::from_secret(&[7; 32]));
     let mut limited = authorization.clone();
@@ -621,13 +614,7 @@ async fn measure_all(
     filter_wasm: PathBuf,
     empty_wasm: PathBuf,
 ) -> anyhow::Result<()> {
-    let common = Common {
-        upstream_port: upstream.port,
-        token_api_port: api.port,
-        filter_wasm,
-        empty_wasm,
-        config_dir: harness::stack::workspace_root().join("envoy/bench"),
-    };
+    let common = Common::new(upstream.port, api.port, filter_wasm, empty_wasm);
     let hit = api.mint("bench-hit").await?;
     let valid = format!("Bearer {}", hit.token);
     let invalid = format!("Bearer {}", token_api::bad_checksum(&hit.token)?);

@@ -875,6 +875,9 @@ impl Answer {
         if self.replaced {
             return Chunk::Replace(Vec::new());
         }
+        if self.holds(bytes.len(), end) {
+            return Chunk::Hold;
+        }
         match self.body.clone() {
             Body::Pass => Chunk::Keep,
             Body::Withhold(why) => self.withhold(&why),
@@ -882,7 +885,6 @@ impl Answer {
                 let why = format!("the answer is longer than {} bytes", self.max);
                 self.withhold(&why)
             }
-            Body::Json if !end => Chunk::Hold,
             Body::Json => {
                 self.done = true;
                 let lists = self.counts.lists;

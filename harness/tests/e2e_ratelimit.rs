@@ -142,6 +142,16 @@ fn count(rs: &[Raw], status: u16) -> usize {
     rs.iter().filter(|r| r.status == status).count()
 }
 
+/// The requests so far were spread over both workers: a limit that held
+/// was held across them, not by one worker alone.
+async fn assert_both_workers_served(stack: &Stack) {
+    let workers = connections_per_worker(stack).await;
+    assert!(
+        workers.len() == 2 && workers.iter().all(|&n| n > 0),
+        "both workers took connections: {workers:?}"
+    );
+}
+
 /// Connections each Envoy worker accepted on the gateway listener.
 async fn connections_per_worker(stack: &Stack) -> Vec<u64> {
     let text = reqwest::get(format!(
@@ -246,11 +256,7 @@ async fn envoys_native_local_ratelimit_limits_one_token_and_not_another() {
     let limited_reply = out.iter().find(|r| r.status == 429).unwrap();
     assert_eq!(limited_reply.header("x-ratelimit-limit"), "3");
     assert_eq!(limited_reply.header("x-ratelimit-remaining"), "0");
-    let workers = connections_per_worker(&stack).await;
-    assert!(
-        workers.len() == 2 && workers.iter().all(|&n| n > 0),
-        "both workers took connections: {workers:?}"
-    );
+    assert_both_workers_served(&stack).await;
     // The other token has a bucket of its own, far from spent.
     let out = burst(&stack, &free, 8).await;
     assert_eq!(count(&out, 200), 8);
@@ -278,11 +284,7 @@ async fn a_limited_token_gets_exactly_its_limit_across_two_workers() {
         "5 a minute: 5 through, not 5 per worker"
     );
     assert_eq!(count(&out, 429), 15);
-    let workers = connections_per_worker(&stack).await;
-    assert!(
-        workers.len() == 2 && workers.iter().all(|&n| n > 0),
-        "both workers took connections: {workers:?}"
-    );
+    assert_both_workers_served(&stack).await;
     for r in out.iter().filter(|r| r.status == 429) {
         let retry: u64 = r.header("retry-after").parse().unwrap();
         assert!((1..=12).contains(&retry), "one request every 12 s: {retry}");
@@ -352,11 +354,7 @@ async fn a_busy_token_on_leases_never_gets_more_than_its_bucket_across_two_worke
         "{ok}: at most one lease per worker may be held back"
     );
     assert_eq!(count(&out, 429), out.len() - ok);
-    let workers = connections_per_worker(&stack).await;
-    assert!(
-        workers.len() == 2 && workers.iter().all(|&n| n > 0),
-        "both workers took connections: {workers:?}"
-    );
+    assert_both_workers_served(&stack).await;
     assert_eq!(backend_saw(&stack, &id), ok);
     stack.stop().await;
 }

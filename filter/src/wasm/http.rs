@@ -438,19 +438,11 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.stream.borrow().listing.is_none() {
-            return Action::Continue;
-        }
-        let mut worker = self.worker.borrow_mut();
-        response::on_body(&self.stream, &mut worker.lists, body_size, end_of_stream)
+        response::on_body(&self.stream, &self.worker, body_size, end_of_stream)
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        if self.stream.borrow().listing.is_none() {
-            return Action::Continue;
-        }
-        let mut worker = self.worker.borrow_mut();
-        response::on_trailers(&self.stream, &mut worker.lists)
+        response::on_trailers(&self.stream, &self.worker)
     }
 }
 

@@ -5,15 +5,17 @@
 
 use super::host::{self, add, inc, log};
 use super::http::StreamRef;
+use super::worker::Worker;
 use crate::cache::Grant;
 use crate::config::Config;
 use crate::headermap;
-use crate::listing::{self, Answer, Body, Chunk, List, Memo, Plan, Visibility};
+use crate::listing::{self, Answer, Body, Chunk, List, Plan, Visibility};
 use crate::message::Reading;
 use crate::metrics::Metric;
 use crate::request;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, LogLevel};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// A request whose answer the filter checks.
@@ -125,10 +127,11 @@ pub(crate) fn on_headers(cfg: &Config, stream: &StreamRef, end_of_stream: bool) 
     Action::Continue
 }
 
-/// `memo`: the worker's list answers rewritten before.
+/// `worker` holds the list answers rewritten before (borrowed only for an
+/// answer being checked).
 pub(crate) fn on_body(
     stream: &StreamRef,
-    memo: &mut Memo,
+    worker: &RefCell<Worker>,
     body_size: usize,
     end_of_stream: bool,
 ) -> Action {
@@ -146,7 +149,12 @@ pub(crate) fn on_body(
         .flatten()
         .unwrap_or_default();
     let before = answer.counts;
-    let chunk = answer.chunk(&bytes, end_of_stream, &grant.scopes, memo);
+    let chunk = answer.chunk(
+        &bytes,
+        end_of_stream,
+        &grant.scopes,
+        &mut worker.borrow_mut().lists,
+    );
     let after = answer.counts;
     add(Metric::ListsFiltered, after.lists - before.lists);
     add(Metric::ListItemsHidden, after.hidden - before.hidden);
@@ -176,10 +184,10 @@ pub(crate) fn on_body(
 }
 
 /// Trailers end a body that had no end-of-stream chunk: check what is held.
-pub(crate) fn on_trailers(stream: &StreamRef, memo: &mut Memo) -> Action {
+pub(crate) fn on_trailers(stream: &StreamRef, worker: &RefCell<Worker>) -> Action {
     let held = match &stream.borrow().listing {
         Some(Listing::Answering(_, _, held)) if *held > 0 => *held,
         _ => return Action::Continue,
     };
-    on_body(stream, memo, held, true)
+    on_body(stream, worker, held, true)
 }
